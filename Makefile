@@ -1,0 +1,41 @@
+# The two front-door commands: `make run` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Serves on 127.0.0.1:3000 (STEERING_PORT/STEERING_HOST change that). Without ADMIN_PASSWORD
+# in the environment, a fresh one is generated for this run and printed.
+run: $(STAMP)
+	@if [ -z "$$ADMIN_PASSWORD" ]; then \
+		ADMIN_PASSWORD="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))')"; \
+		export ADMIN_PASSWORD; \
+		echo "ADMIN_PASSWORD is not set; generated one for this run:"; \
+		echo "    username: $${ADMIN_USERNAME:-admin}    password: $$ADMIN_PASSWORD"; \
+	fi; \
+	exec $(BIN)/toru serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check toru tests
+	$(BIN)/ruff format --check toru tests
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format toru tests
+	$(BIN)/ruff check --fix toru tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,129 @@
+"""Helpers shared by the tests: settings in a temporary directory, a fast hasher, clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import argon2
+import httpx
+import trio
+
+from toru.auth.passwords import PasswordHasher
+from toru.config import Settings
+
+ADMIN_PASSWORD = "correct horse battery"
+JSON = {"Content-Type": "application/json"}
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "plugins_dir": tmp_path / "plugins",
+        "data_dir": tmp_path / "data",
+        "log_dir": tmp_path / "logs",
+        "admin_password": ADMIN_PASSWORD,
+    }
+    values.update(overrides)
+    values["data_dir"].mkdir(parents=True, exist_ok=True)
+    return Settings(**values)
+
+
+def fast_hasher() -> PasswordHasher:
+    """argon2id with the cheapest parameters: the auth suite hashes hundreds of passwords.
+
+    Production parameters are exercised by the unit tests of the hasher and by
+    every test that starts a real ``toru serve`` process.
+    """
+    return PasswordHasher(argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+def client(base_url: str) -> httpx.AsyncClient:
+    """An HTTP client that sends JSON by default, as the web UI does."""
+    return httpx.AsyncClient(base_url=base_url, headers=JSON, timeout=30)
+
+
+async def login(http: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
+    return await http.post("/api/auth/login", json={"username": username, "password": password})
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class ServerProcess:
+    """A real ``toru serve`` in a child process, found through its JSON log."""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.log_file = root / "logs" / "toru.log"
+        self.stderr_file = root / "stderr.txt"
+        self.env = {
+            **os.environ,
+            "ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "TORU_DATA_DIR": str(root / "data"),
+            "TORU_LOG_DIR": str(root / "logs"),
+            "TORU_PLUGINS_DIR": str(root / "plugins"),
+            "STEERING_PORT": "0",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        seen = len(read_log(self.log_file))
+        with self.stderr_file.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "toru", "serve"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        with trio.fail_after(20):
+            while True:
+                for record in read_log(self.log_file)[seen:]:
+                    if record.get("event") == "toru is serving":
+                        self.url = record["urls"][0]
+                        return self.url
+                if self.process.poll() is not None:
+                    raise AssertionError(
+                        f"toru serve exited {self.process.returncode}: "
+                        + self.stderr_file.read_text()
+                    )
+                await trio.sleep(0.05)
+
+    def send(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    async def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        process = self.process
+        with trio.fail_after(timeout):
+            while process.poll() is None:
+                await trio.sleep(0.02)
+        return process.returncode
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextmanager
+def server_process(root: Path, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    server = ServerProcess(root, env)
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -1,0 +1,88 @@
+"""The Quart-Trio application: blueprints, request ids, CSRF rule, security headers.
+
+``create_app`` takes the services it needs as arguments; nothing here opens a
+database or starts a task, so the app can be served by Hypercorn in the root
+nursery (``toru.server``) and built just the same in tests.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from urllib.parse import urlsplit
+
+import structlog
+from quart import Quart, Response, g, request
+from quart_trio import QuartTrio
+
+from toru.api.auth import auth_blueprint
+from toru.api.errors import ApiError, install_error_handlers
+from toru.api.guards import SESSIONS_EXTENSION
+from toru.api.system import system_blueprint
+from toru.api.users import users_blueprint
+from toru.auth.service import AuthService
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def create_app(auth: AuthService) -> Quart:
+    """Build the app around an :class:`AuthService` (which carries the settings)."""
+    settings = auth.settings
+    app = QuartTrio("toru")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["JSON_SORT_KEYS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+    app.extensions[SESSIONS_EXTENSION] = auth.sessions
+
+    @app.before_request
+    async def start_request() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        trusted = settings.trust_proxy and _REQUEST_ID.fullmatch(incoming)
+        g.request_id = incoming if trusted else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=g.request_id)
+        if request.path.startswith("/api/") and request.method in STATE_CHANGING:
+            check_csrf(trust_proxy=settings.trust_proxy)
+
+    @app.after_request
+    async def finish_request(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "-")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    install_error_handlers(app)
+    app.register_blueprint(system_blueprint())
+    app.register_blueprint(auth_blueprint(auth))
+    app.register_blueprint(users_blueprint(auth))
+    # Issue C/D: the plugin blueprints join here, given the supervisor.
+    return app
+
+
+def check_csrf(*, trust_proxy: bool) -> None:
+    """Refuse a state-changing request a browser could send from another site.
+
+    A cross-site form or a "simple" fetch cannot set ``Content-Type:
+    application/json`` without a CORS preflight, which Toru never grants; and a
+    present ``Origin`` must name this host.
+    """
+    if request.mimetype != "application/json":
+        raise ApiError(
+            403,
+            f"{request.method} requests to the API must send Content-Type: application/json",
+        )
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    host = request.headers.get("Host", "")
+    if trust_proxy:
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
+    origin_host = urlsplit(origin).netloc if origin != "null" else ""
+    if not origin_host or origin_host.lower() != host.lower():
+        raise ApiError(403, f"cross-origin request refused: Origin {origin!r} is not this site")

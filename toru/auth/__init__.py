@@ -1,0 +1,1 @@
+"""Authentication: the environment administrator, database users, sessions, throttling."""

@@ -1,0 +1,187 @@
+"""The ``toru`` command: ``serve``, and ``user`` for recovery work on the database.
+
+Errors a user can fix end in one line on stderr: exit status 2 for a bad
+setting, 1 for anything else that stopped Toru from doing its job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import structlog
+import trio
+
+from toru import __version__
+from toru.config import LOG_LEVELS, ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="toru", description="Toru: a self-hosted control panel built around plugins."
+    )
+    parser.add_argument("--version", action="version", version=f"toru {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_paths(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--data-dir", metavar="DIR", help="database and state (TORU_DATA_DIR)")
+        sub.add_argument("--log-dir", metavar="DIR", help="JSON log files (TORU_LOG_DIR)")
+        sub.add_argument(
+            "--plugins-dir", metavar="DIR", help="where *.binary plugins live (TORU_PLUGINS_DIR)"
+        )
+
+    serve = commands.add_parser("serve", help="run the server")
+    # Port is parsed by load_settings, so a bad value gets the same one-line error as the env.
+    serve.add_argument("-p", "--port", metavar="PORT", help="port to listen on (STEERING_PORT)")
+    serve.add_argument("-H", "--host", metavar="HOST", help="address to bind (STEERING_HOST)")
+    add_paths(serve)
+    serve.add_argument(
+        "--log-level", metavar="LEVEL", help=f"one of {', '.join(LOG_LEVELS)} (TORU_LOG_LEVEL)"
+    )
+
+    user = commands.add_parser("user", help="manage database users directly (recovery)")
+    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    listing = user_commands.add_parser("list", help="list users")
+    add_paths(listing)
+    add = user_commands.add_parser("add", help="create a user (asks for the password)")
+    add.add_argument("username")
+    add.add_argument("--role", choices=["client", "admin"], default="client")
+    add.add_argument("--display-name", default="")
+    add_paths(add)
+    passwd = user_commands.add_parser(
+        "passwd", help="set a user's password; ends their sessions and clears their login lock"
+    )
+    passwd.add_argument("username")
+    add_paths(passwd)
+    delete = user_commands.add_parser("delete", help="delete a user and end their sessions")
+    delete.add_argument("username")
+    add_paths(delete)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return EXIT_CONFIG
+    try:
+        settings = load_settings(
+            vars(args), os.environ, require_admin_password=args.command == "serve"
+        )
+    except ConfigError as error:
+        return _fail(str(error), EXIT_CONFIG)
+    try:
+        if args.command == "serve":
+            return _serve(settings)
+        return _user(settings, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"toru: error: {message}", file=sys.stderr)
+    return status
+
+
+def _serve(settings: Settings) -> int:
+    from toru.db import DatabaseError
+    from toru.log import close_logging, configure_logging
+    from toru.server import StartupError, first_leaf, serve
+
+    try:
+        log_file = configure_logging(settings.log_dir, settings.log_level)
+    except OSError as error:
+        return _fail(f"cannot write logs in {settings.log_dir}: {error}", EXIT_CONFIG)
+    log = structlog.get_logger("toru")
+    if settings.log_dir_fallback_reason:
+        log.warning(settings.log_dir_fallback_reason)
+    log.info("logging to file", path=str(log_file))
+    try:
+        trio.run(serve, settings)
+    except BaseException as error:
+        for kind in (StartupError, DatabaseError):
+            if (problem := first_leaf(error, kind)) is not None:
+                log.error("toru could not start", reason=str(problem))
+                return _fail(str(problem), EXIT_FAILURE)
+        if first_leaf(error, KeyboardInterrupt) is not None:
+            return 130
+        log.critical("toru stopped on an unexpected error", exc_info=error)
+        raise
+    finally:
+        close_logging()
+    return 0
+
+
+def _read_password(prompt: str) -> str:
+    """Ask twice on a terminal; otherwise read one line from stdin (for scripts)."""
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"{prompt}: ")
+        if getpass.getpass(f"{prompt} (again): ") != first:
+            raise _UserCommandError("the two passwords differ; nothing was changed")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+class _UserCommandError(Exception):
+    pass
+
+
+def _user(settings: Settings, args: argparse.Namespace) -> int:
+    from toru.auth.service import AuthService
+    from toru.auth.users import UserError
+    from toru.db import Database, DatabaseError
+
+    async def with_auth(job: Callable[[AuthService], Awaitable[T]]) -> T:
+        async with Database.open(settings.database_path) as db:
+            return await job(await AuthService.create(db, settings))
+
+    async def find(auth: AuthService, username: str) -> Any:
+        user = await auth.users.find(username)
+        if user is None:
+            raise UserError(f"no user named {username!r}", status=404)
+        return user
+
+    async def run(auth: AuthService) -> str:
+        action = args.user_command
+        if action == "list":
+            users = await auth.users.list()
+            if not users:
+                return "no database users (the environment admin is not stored)"
+            lines = [f"{'ID':>4}  {'USERNAME':<24} {'ROLE':<7} {'ACTIVE':<6} DISPLAY NAME"]
+            lines += [
+                f"{u.id:>4}  {u.username:<24} {u.role.value:<7} {'yes' if u.is_active else 'no':<6}"
+                f" {u.display_name}"
+                for u in users
+            ]
+            return "\n".join(lines)
+        if action == "add":
+            if await auth.users.find(args.username) is not None:
+                raise UserError(f"a user named {args.username!r} already exists")
+            password = _read_password(f"password for {args.username}")
+            user = await auth.users.create(
+                args.username, password, role=args.role, display_name=args.display_name
+            )
+            return f"created {user.role.value} {user.username!r} (id {user.id})"
+        if action == "passwd":
+            user = await find(auth, args.username)
+            password = _read_password(f"new password for {user.username}")
+            await auth.update_user(user.id, by="toru user passwd", password=password)
+            return f"password of {user.username!r} changed; their sessions ended"
+        user = await find(auth, args.username)
+        await auth.users.delete(user.id)
+        return f"deleted {user.username!r}; their sessions ended"
+
+    try:
+        print(trio.run(with_auth, run))
+    except (UserError, DatabaseError, _UserCommandError) as error:
+        return _fail(str(error), EXIT_FAILURE)
+    return 0

@@ -1,0 +1,175 @@
+"""Structured logs: JSON lines in ``LOG_DIR/toru.log``, a readable console on stdout.
+
+Toru's own code logs through structlog (sync methods only: the async ones need
+asyncio); libraries that use the standard ``logging`` module, Hypercorn above
+all, go through the same processors, so every line in the file is one JSON
+object with ``timestamp`` (ISO 8601, UTC), ``level``, ``logger`` and ``event``.
+The file rotates by size between records, so a tailing agent never sees a
+split line.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+LOG_FILE_NAME = "toru.log"
+ROTATE_BYTES = 20 * 1024 * 1024
+ROTATE_KEEP = 5
+
+_SECRET_KEY = re.compile(r"password|secret|token|cookie|authorization", re.IGNORECASE)
+_installed: list[logging.Handler] = []
+
+
+def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Replace the value of any field whose name looks secret, wherever it came from."""
+    for key in event_dict:
+        if _SECRET_KEY.search(key) and event_dict[key] is not None:
+            event_dict[key] = "[redacted]"
+    return event_dict
+
+
+class HypercornAccessFilter(logging.Filter):
+    """Turn Hypercorn's access-log atoms into fields instead of one formatted string.
+
+    A filter on the ``hypercorn.access`` logger runs once per record, before any
+    handler formats it (the formatters clear ``record.args``).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args if isinstance(record.args, Mapping) else {}
+        fields: dict[str, Any] = {
+            "method": atoms.get("m"),
+            "path": atoms.get("U"),
+            "status": _int_or_none(atoms.get("s")),
+            "duration_ms": round((_int_or_none(atoms.get("D")) or 0) / 1000, 3),
+            "bytes": _int_or_none(atoms.get("b")),
+            "remote": atoms.get("h"),
+        }
+        if query := atoms.get("q"):
+            fields["query"] = query
+        request_id = atoms.get("{x-request-id}o")
+        if request_id and request_id != "-":
+            fields["request_id"] = request_id
+        record.toru_fields = fields
+        record.msg, record.args = "http request", ()
+        return True
+
+
+def _record_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    if record is not None and (fields := getattr(record, "toru_fields", None)):
+        event_dict.update(fields)
+    return event_dict
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _drop_record(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    event_dict.pop("_record", None)
+    event_dict.pop("_from_structlog", None)
+    return event_dict
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        redact_secrets,
+    ]
+
+
+def configure_logging(log_dir: Path, level: str = "info", *, console: bool = True) -> Path:
+    """Send every log record to ``log_dir/toru.log`` (JSON) and, optionally, the console.
+
+    Safe to call again (tests do): the handlers it installed before are replaced.
+    Returns the path of the JSON log file.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / LOG_FILE_NAME
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+
+    foreign_chain: list[Processor] = [*_shared_processors(), _record_fields]
+    file_handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP, encoding="utf-8"
+    )
+    file_handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=foreign_chain,
+            processors=[
+                _drop_record,
+                structlog.processors.dict_tracebacks,
+                structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
+            ],
+        )
+    )
+    handlers: list[logging.Handler] = [file_handler]
+    if console:
+        stream = sys.stdout
+        console_handler = logging.StreamHandler(stream)
+        console_handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=foreign_chain,
+                processors=[
+                    _drop_record,
+                    structlog.dev.ConsoleRenderer(
+                        colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+                    ),
+                ],
+            )
+        )
+        handlers.append(console_handler)
+
+    root = logging.getLogger()
+    for old in _installed:
+        root.removeHandler(old)
+        old.close()
+    _installed[:] = handlers
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(numeric_level)
+    # Hypercorn's loggers keep their names but write through our handlers.
+    for name in ("hypercorn.access", "hypercorn.error"):
+        hyper = logging.getLogger(name)
+        hyper.handlers.clear()
+        hyper.propagate = True
+        hyper.setLevel(numeric_level)
+        for old_filter in [f for f in hyper.filters if isinstance(f, HypercornAccessFilter)]:
+            hyper.removeFilter(old_filter)
+    logging.getLogger("hypercorn.access").addFilter(HypercornAccessFilter())
+
+    structlog.configure(
+        processors=[
+            *_shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        cache_logger_on_first_use=False,
+    )
+    return path
+
+
+def close_logging() -> None:
+    """Flush and detach the handlers :func:`configure_logging` installed."""
+    root = logging.getLogger()
+    for handler in _installed:
+        root.removeHandler(handler)
+        handler.close()
+    _installed.clear()

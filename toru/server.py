@@ -1,0 +1,154 @@
+"""The root nursery: signals, the HTTP server and (issue C) the plugin supervisor.
+
+::
+
+    trio.run(serve)
+    └── root nursery
+        ├── signal watcher      SIGINT/SIGTERM -> graceful stop; a second one forces it
+        ├── Hypercorn serve()   HTTP, stops accepting on ``stopping``, drains for 5 s
+        └── (plugin supervisor) issue C starts it here with ``nursery.start``
+
+A stop request is one ``trio.Event``. Hypercorn's ``shutdown_trigger`` waits
+on it; when ``serve()`` returns for any reason (Hypercorn also returns quietly
+after swallowing a KeyboardInterrupt) that counts as a stop request too, and the
+rest of the nursery is cancelled, which is how the supervisor will shut plugins
+down with its own deadlines.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Sequence
+from typing import TypeVar
+
+import hypercorn.config
+import hypercorn.trio
+import structlog
+import trio
+
+from toru import __version__
+from toru.app import create_app
+from toru.auth.passwords import PasswordHasher
+from toru.auth.service import AuthService
+from toru.config import Settings
+from toru.db import Database, ensure_instance_id
+
+log = structlog.get_logger("toru.server")
+
+GRACEFUL_TIMEOUT = 5.0
+
+
+class StartupError(Exception):
+    """Toru could not start; the message says what to change."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def first_leaf(error: BaseException, kind: type[E]) -> E | None:
+    """The first *kind* exception inside *error*, looking through exception groups."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := first_leaf(inner, kind)) is not None:
+                return found
+    return None
+
+
+def hypercorn_config(settings: Settings) -> hypercorn.config.Config:
+    config = hypercorn.config.Config()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.accesslog = logging.getLogger("hypercorn.access")
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = GRACEFUL_TIMEOUT
+    config.include_server_header = False
+    return config
+
+
+async def watch_signals(
+    stopping: trio.Event, force: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """First SIGINT/SIGTERM asks for a graceful stop; a second one cancels everything."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not stopping.is_set():
+                log.info("stop requested", signal=name)
+                stopping.set()
+            else:
+                log.warning("second stop signal: stopping now, without waiting", signal=name)
+                force.cancel()
+
+
+async def serve_http(
+    settings: Settings,
+    auth: AuthService,
+    stopping: trio.Event,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[Sequence[str]],
+) -> None:
+    """Run Hypercorn until *stopping* is set; report the bound URLs when listening.
+
+    Sets *done* once Hypercorn has drained its connections and returned.
+    """
+    try:
+        await hypercorn.trio.serve(
+            create_app(auth),
+            hypercorn_config(settings),
+            shutdown_trigger=stopping.wait,
+            task_status=task_status,
+        )
+    finally:
+        stopping.set()
+        done.set()
+
+
+async def serve(
+    settings: Settings,
+    *,
+    handle_signals: bool = True,
+    stopping: trio.Event | None = None,
+    hasher: PasswordHasher | None = None,
+    task_status: trio.TaskStatus[Sequence[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run Toru until a stop is requested (a signal, or *stopping* being set).
+
+    ``task_status.started`` receives the URLs Hypercorn listens on (with the
+    real port when ``settings.port`` is 0). Raises :class:`StartupError` (inside
+    an exception group) when it cannot listen.
+    """
+    stopping = trio.Event() if stopping is None else stopping
+    log.info("toru starting", version=__version__, data_dir=str(settings.data_dir))
+    async with Database.open(settings.database_path) as db:
+        instance_id = await db.run(ensure_instance_id)
+        auth = await AuthService.create(db, settings, hasher=hasher)
+        async with trio.open_nursery() as nursery:
+            if handle_signals:
+                await nursery.start(watch_signals, stopping, nursery.cancel_scope)
+            # Issue C: `supervisor = await nursery.start(Supervisor(...).run)` goes here,
+            # before HTTP, so the API never sees a half-started plugin platform.
+            http_done = trio.Event()
+            try:
+                urls = await nursery.start(serve_http, settings, auth, stopping, http_done)
+            except BaseException as error:
+                if (os_error := first_leaf(error, OSError)) is None:
+                    raise
+                raise StartupError(
+                    f"cannot listen on {settings.host}:{settings.port}: "
+                    f"{os_error.strerror or os_error}; stop whatever uses it or pick another "
+                    "port with -p/--port or STEERING_PORT"
+                ) from error
+            log.info("toru is serving", urls=list(urls), instance_id=instance_id)
+            task_status.started(urls)
+            await stopping.wait()
+            # Hypercorn stops accepting and drains open requests for up to GRACEFUL_TIMEOUT;
+            # the margin covers its own clean-up. Then the rest of the tree is cancelled.
+            with trio.move_on_after(GRACEFUL_TIMEOUT + 2):
+                await http_done.wait()
+            nursery.cancel_scope.cancel()
+    log.info("toru stopped")
