@@ -11,10 +11,10 @@ import httpx
 import pytest
 import trio
 
+from tests.support import ADMIN_PASSWORD, client, fast_hasher, login, make_settings
 from toru.auth.passwords import PasswordHasher
 from toru.config import Settings
 from toru.server import serve
-from tests.support import ADMIN_PASSWORD, client, fast_hasher, login, make_settings
 
 
 @attrs.frozen
@@ -38,9 +38,7 @@ StartServer = Callable[[Settings], Awaitable[RunningServer]]
 
 
 @pytest.fixture
-async def start_server(
-    nursery: trio.Nursery, hasher: PasswordHasher
-) -> AsyncIterator[StartServer]:
+async def start_server(nursery: trio.Nursery, hasher: PasswordHasher) -> AsyncIterator[StartServer]:
     """Start Toru in the test's nursery with the given settings; stopped after the test."""
     started: list[RunningServer] = []
 

@@ -7,8 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +77,14 @@ class ServerProcess:
             "STEERING_PORT": "0",
             **(env or {}),
         }
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: trio.Process | None = None
         self.url = ""
 
     async def start(self) -> str:
+        """Start ``toru serve`` and return its URL once its log says it is serving."""
         seen = len(read_log(self.log_file))
         with self.stderr_file.open("ab") as stderr:
-            self.process = subprocess.Popen(
+            self.process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "toru", "serve"],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
@@ -100,30 +101,47 @@ class ServerProcess:
                         f"toru serve exited {self.process.returncode}: "
                         + self.stderr_file.read_text()
                     )
-                await trio.sleep(0.05)
+                await trio.sleep(0.05)  # the log is a file: poll it, with the deadline above
 
     def send(self, signum: signal.Signals) -> None:
         assert self.process is not None
         self.process.send_signal(signum)
 
-    async def wait(self, timeout: float) -> int:
+    async def wait(self, deadline: float) -> int:
+        """The exit status, failing the test if the process is still running after *deadline* s."""
         assert self.process is not None
-        process = self.process
-        with trio.fail_after(timeout):
-            while process.poll() is None:
-                await trio.sleep(0.02)
-        return process.returncode
+        with trio.fail_after(deadline):
+            return await self.process.wait()
 
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+    async def close(self) -> None:
+        """Kill the process if it still runs, and reap it (also when the test failed)."""
+        if self.process is None:
+            return
+        with trio.move_on_after(10, shield=True):
+            if self.process.poll() is None:
+                self.process.kill()
+            await self.process.wait()
 
 
-@contextmanager
-def server_process(root: Path, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+async def run_toru(*args: str, env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
+    """Run ``python -m toru ARGS`` to completion: (exit status, stdout, stderr)."""
+    result = await trio.run_process(
+        [sys.executable, "-m", "toru", *args],
+        env=env,
+        stdin=stdin,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+@asynccontextmanager
+async def server_process(
+    root: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[ServerProcess]:
     server = ServerProcess(root, env)
     try:
         yield server
     finally:
-        server.kill()
+        await server.close()

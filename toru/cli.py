@@ -139,6 +139,10 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
     from toru.auth.service import AuthService
     from toru.auth.users import UserError
     from toru.db import Database, DatabaseError
+    from toru.log import close_logging, configure_logging
+
+    # What the command did goes to toru.log (an audit trail); stdout carries only the result.
+    configure_logging(settings.log_dir, settings.log_level, console=False)
 
     async def with_auth(job: Callable[[AuthService], Awaitable[T]]) -> T:
         async with Database.open(settings.database_path) as db:
@@ -184,4 +188,6 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
         print(trio.run(with_auth, run))
     except (UserError, DatabaseError, _UserCommandError) as error:
         return _fail(str(error), EXIT_FAILURE)
+    finally:
+        close_logging()
     return 0

@@ -213,7 +213,7 @@ def load_settings(
             + ", ".join(LOG_LEVELS)
         )
 
-    admin_username = normalize_username(env.get("ADMIN_USERNAME", "") or DEFAULT_ADMIN_USERNAME)
+    admin_username = normalize_username(env.get("ADMIN_USERNAME", "")) or DEFAULT_ADMIN_USERNAME
     if (why := check_username(admin_username)) is not None:
         raise ConfigError(f"ADMIN_USERNAME={env.get('ADMIN_USERNAME')!r} is not valid: {why}")
     admin_password = env.get("ADMIN_PASSWORD", "")

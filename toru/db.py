@@ -101,13 +101,20 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration script into complete statements (sqlite3 knows where they end)."""
+    """Split a migration script into statements at each ``;`` that ends one.
+
+    ``sqlite3.complete_statement`` knows when a ``;`` is inside a string
+    literal or a trigger body, so those are not split.
+    """
     statements, pending = [], ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip())
+    for piece in script.split(";"):
+        pending += piece
+        if sqlite3.complete_statement(pending + ";"):
+            if pending.strip():
+                statements.append(pending.strip() + ";")
             pending = ""
+        else:
+            pending += ";"
     if pending.strip():
         statements.append(pending.strip())
     return statements
@@ -162,10 +169,13 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (I/O error, full disk, OR ROLLBACK);
+                # a second ROLLBACK would hide the real error behind "no transaction".
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             return result
 
         return await self.run(in_transaction)

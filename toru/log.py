@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import re
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ LOG_FILE_NAME = "toru.log"
 ROTATE_BYTES = 20 * 1024 * 1024
 ROTATE_KEEP = 5
 
-_SECRET_KEY = re.compile(r"password|secret|token|cookie|authorization", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"password|passwd|secret|token|cookie|authorization|api_?key|session", re.IGNORECASE
+)
 _installed: list[logging.Handler] = []
 
 
@@ -35,6 +38,16 @@ def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
         if _SECRET_KEY.search(key) and event_dict[key] is not None:
             event_dict[key] = "[redacted]"
     return event_dict
+
+
+def redact_query(query: str) -> str:
+    """A query string with the values of secret-looking parameters replaced."""
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    if not any(_SECRET_KEY.search(name) for name, _ in pairs):
+        return query
+    return urllib.parse.urlencode(
+        [(name, "[redacted]" if _SECRET_KEY.search(name) else value) for name, value in pairs]
+    )
 
 
 class HypercornAccessFilter(logging.Filter):
@@ -55,7 +68,7 @@ class HypercornAccessFilter(logging.Filter):
             "remote": atoms.get("h"),
         }
         if query := atoms.get("q"):
-            fields["query"] = query
+            fields["query"] = redact_query(str(query))
         request_id = atoms.get("{x-request-id}o")
         if request_id and request_id != "-":
             fields["request_id"] = request_id
@@ -113,7 +126,10 @@ def configure_logging(log_dir: Path, level: str = "info", *, console: bool = Tru
             foreign_pre_chain=foreign_chain,
             processors=[
                 _drop_record,
-                structlog.processors.dict_tracebacks,
+                # Tracebacks without local variables: a frame's locals can hold a password.
+                structlog.processors.ExceptionRenderer(
+                    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+                ),
                 structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
             ],
         )

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import fast_hasher, make_settings
 from toru.auth.service import AuthService, LoginFailed, LoginLocked
 from toru.auth.throttle import WINDOW, lock_seconds, locked_until
 from toru.db import Database
-from tests.support import fast_hasher, make_settings
 
 PASSWORD = "bobs password"
 
@@ -147,3 +147,23 @@ async def test_sessions_expire_after_seven_days(auth: AuthService, clock: FakeCl
     assert await auth.sessions.resolve(token) is None
     assert await auth.sessions.purge_expired() == 1
     assert identity.username == "bob"
+
+
+async def test_history_is_bounded(
+    auth: AuthService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hammering a locked account cannot grow the history past its row cap or age limit."""
+    from toru.auth import throttle
+
+    monkeypatch.setattr(throttle, "HISTORY_MAX_ROWS", 30)
+    monkeypatch.setattr(throttle, "HISTORY_TRIM_EVERY", 10)
+    await fail(auth, 3)
+    for _ in range(57):
+        await attempt(auth, "wrong password")
+    count = await auth.db.run(lambda c: c.execute("SELECT count(*) FROM login_history").fetchone())
+    assert count[0] == 30  # 60 rows written, trimmed at row 60 to the newest 30
+    clock.advance(throttle.HISTORY_MAX_AGE + 1)
+    for _ in range(10):
+        await attempt(auth, PASSWORD)
+    count = await auth.db.run(lambda c: c.execute("SELECT count(*) FROM login_history").fetchone())
+    assert count[0] == 10  # the old rows aged out at the next trim

@@ -22,6 +22,12 @@ import attrs
 from toru.db import Database
 
 WINDOW = 3600.0
+#: The history keeps at most this many rows and nothing older than this, so a client
+#: hammering a locked account (each attempt is recorded) cannot grow the database forever.
+HISTORY_MAX_ROWS = 100_000
+HISTORY_MAX_AGE = 90 * 24 * 3600.0
+#: Trimming runs on every this-many-th insert: amortised, no clean-up task needed.
+HISTORY_TRIM_EVERY = 1000
 #: (failures, lock seconds): reaching a multiple of 3 failures locks for this long.
 TIERS: tuple[tuple[int, float], ...] = ((3, 60.0), (6, 180.0), (9, 600.0), (12, 1800.0))
 
@@ -84,11 +90,16 @@ class LoginThrottle:
         now = self.clock()
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
+            row_id = conn.execute(
                 "INSERT INTO login_history (timestamp, username, address, user_agent, outcome,"
                 " reason) VALUES (?, ?, ?, ?, ?, ?)",
                 (now, attempt.username, attempt.address, attempt.user_agent[:512], outcome, reason),
-            )
+            ).lastrowid
+            if row_id and row_id % HISTORY_TRIM_EVERY == 0:
+                conn.execute(
+                    "DELETE FROM login_history WHERE id <= ? OR timestamp < ?",
+                    (row_id - HISTORY_MAX_ROWS, now - HISTORY_MAX_AGE),
+                )
 
         await self.db.run(insert)
 
