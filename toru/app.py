@@ -82,7 +82,8 @@ def check_csrf(*, trust_proxy: bool) -> None:
         return
     host = request.headers.get("Host", "")
     if trust_proxy:
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
+        # The last entry, as with X-Forwarded-For: the one our own proxy wrote.
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[-1].strip()
     origin_host = urlsplit(origin).netloc if origin != "null" else ""
     if not origin_host or origin_host.lower() != host.lower():
         raise ApiError(403, f"cross-origin request refused: Origin {origin!r} is not this site")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import attrs
 import structlog
 import trio
 
@@ -94,7 +96,7 @@ def _fail(message: str, status: int) -> int:
 
 def _serve(settings: Settings) -> int:
     from toru.db import DatabaseError
-    from toru.log import close_logging, configure_logging
+    from toru.log import configure_logging
     from toru.server import StartupError, first_leaf, serve
 
     try:
@@ -116,8 +118,6 @@ def _serve(settings: Settings) -> int:
             return 130
         log.critical("toru stopped on an unexpected error", exc_info=error)
         raise
-    finally:
-        close_logging()
     return 0
 
 
@@ -139,10 +139,22 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
     from toru.auth.service import AuthService
     from toru.auth.users import UserError
     from toru.db import Database, DatabaseError
-    from toru.log import close_logging, configure_logging
 
-    # What the command did goes to toru.log (an audit trail); stdout carries only the result.
-    configure_logging(settings.log_dir, settings.log_level, console=False)
+    # stdout carries only the result; warnings go to stderr. The file log is the server's:
+    # two processes rotating one file would step on each other. The login history records
+    # password resets made here.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    # Without the server's ADMIN_PASSWORD here, the stored fingerprint must not be touched.
+    settings = attrs.evolve(settings, admin_password="")
+    if args.user_command != "add" and not settings.database_path.exists():
+        return _fail(
+            f"no database at {settings.database_path}; point --data-dir or TORU_DATA_DIR at "
+            "the server's data directory",
+            EXIT_FAILURE,
+        )
 
     async def with_auth(job: Callable[[AuthService], Awaitable[T]]) -> T:
         async with Database.open(settings.database_path) as db:
@@ -188,6 +200,4 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
         print(trio.run(with_auth, run))
     except (UserError, DatabaseError, _UserCommandError) as error:
         return _fail(str(error), EXIT_FAILURE)
-    finally:
-        close_logging()
     return 0

@@ -171,7 +171,7 @@ async def test_login_history_records_every_attempt(
     """Successes, failures and locked attempts all appear in the history, newest first."""
     for _ in range(4):
         await login(anon, "mallory", "guess guess")
-    history = await admin.get("/api/auth/history", params={"username": "mallory"})
+    history = await admin.get("/api/auth/history", params={"username": "Mallory"})
     assert history.status_code == 200
     body = history.json()
     assert body["total"] == 4

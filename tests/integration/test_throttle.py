@@ -152,18 +152,25 @@ async def test_sessions_expire_after_seven_days(auth: AuthService, clock: FakeCl
 async def test_history_is_bounded(
     auth: AuthService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Hammering a locked account cannot grow the history past its row cap or age limit."""
+    """Hammering a locked account cannot grow the history past its cap, nor lift the lock."""
     from toru.auth import throttle
 
     monkeypatch.setattr(throttle, "HISTORY_MAX_ROWS", 30)
     monkeypatch.setattr(throttle, "HISTORY_TRIM_EVERY", 10)
+
+    async def outcomes() -> list[str]:
+        rows = await auth.db.run(lambda c: c.execute("SELECT outcome FROM login_history"))
+        return [row[0] for row in rows]
+
     await fail(auth, 3)
     for _ in range(57):
-        await attempt(auth, "wrong password")
-    count = await auth.db.run(lambda c: c.execute("SELECT count(*) FROM login_history").fetchone())
-    assert count[0] == 30  # 60 rows written, trimmed at row 60 to the newest 30
+        assert (await attempt(auth, "wrong password")).startswith("locked")
+    # 60 rows written; at row 60 the 30 oldest go, but only locked ones: the failures stay.
+    assert len(await outcomes()) == 33
+    assert (await outcomes()).count("failure") == 3
+    assert (await attempt(auth, PASSWORD)).startswith("locked")
+
     clock.advance(throttle.HISTORY_MAX_AGE + 1)
-    for _ in range(10):
-        await attempt(auth, PASSWORD)
-    count = await auth.db.run(lambda c: c.execute("SELECT count(*) FROM login_history").fetchone())
-    assert count[0] == 10  # the old rows aged out at the next trim
+    for _ in range(9):
+        assert await attempt(auth, PASSWORD) == "ok"
+    assert len(await outcomes()) == 9  # everything older than the age limit went at row 70

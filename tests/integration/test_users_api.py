@@ -36,7 +36,10 @@ async def test_create_list_update_delete(admin: httpx.AsyncClient) -> None:
     assert updated.status_code == 200
     assert updated.json()["role"] == "admin"
 
-    assert (await admin.delete(f"/api/users/{dave['id']}")).status_code == 204
+    deleted = await admin.delete(f"/api/users/{dave['id']}")
+    assert deleted.status_code == 204
+    assert deleted.content == b""
+    assert "content-type" not in deleted.headers
     assert (await admin.get("/api/users")).json()["users"] == []
     missing = await admin.delete(f"/api/users/{dave['id']}")
     assert missing.status_code == 404
@@ -137,6 +140,9 @@ async def test_admins_cannot_lock_themselves_out(
             assert response.status_code == 409
             assert "your own account" in response.json()["error"]
         assert (await root2.delete(f"/api/users/{me['id']}")).status_code == 409
+        own_reset = await root2.put(f"/api/users/{me['id']}", json={"password": "no check at all"})
+        assert own_reset.status_code == 409
+        assert "/api/auth/password" in own_reset.json()["error"]
         renamed = await root2.put(f"/api/users/{me['id']}", json={"display_name": "Root Two"})
         assert renamed.status_code == 200
         assert (await root2.get("/api/auth/me")).json()["display_name"] == "Root Two"

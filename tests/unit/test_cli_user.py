@@ -93,18 +93,33 @@ async def test_list_shows_users(tmp_path: Path) -> None:
     assert [line.split() for line in lines[header + 1 :]] == [["1", "alice", "admin", "yes"]]
 
 
+async def create_empty_database(tmp_path: Path) -> None:
+    async with Database.open(settings_for(tmp_path).database_path):
+        pass
+
+
+async def test_commands_refuse_a_missing_database(tmp_path: Path) -> None:
+    """list/passwd/delete on a directory without a database say so instead of creating one."""
+    for args in (["list"], ["passwd", "alice"], ["delete", "alice"]):
+        result = await toru_user(tmp_path, *args)
+        assert result.returncode == 1
+        assert one_error_line(result).startswith("toru: error: no database at ")
+    assert not (tmp_path / "data" / "toru.db").exists()
+
+
 async def test_list_without_users(tmp_path: Path) -> None:
     """`user list` on an empty database says there are no database users."""
+    await create_empty_database(tmp_path)
     result = await toru_user(tmp_path, "list")
     assert result.returncode == 0, result.stderr.decode()
     assert last_line(result) == "no database users (the environment admin is not stored)"
 
 
 async def test_user_command_stdout_is_only_its_result(tmp_path: Path) -> None:
-    """On a fresh data dir, `user list` prints only its result on stdout (no log lines)."""
-    result = await toru_user(tmp_path, "list")
+    """`user add` on a fresh data dir migrates it yet prints only its result on stdout."""
+    result = await toru_user(tmp_path, "add", "alice", stdin=ALICE_PASSWORD)
     assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout.decode() == "no database users (the environment admin is not stored)\n"
+    assert result.stdout.decode() == "created client 'alice' (id 1)\n"
 
 
 async def test_add_twice_fails_with_one_line(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from toru.auth.history import history_page
 from toru.auth.service import AuthService, LoginFailed, LoginLocked
 from toru.auth.sessions import COOKIE_NAME, SESSION_LIFETIME
 from toru.auth.users import UserError
+from toru.config import normalize_username
 from toru.timestamps import iso_utc
 
 MAX_PAGE_SIZE = 500
@@ -138,7 +139,7 @@ def auth_blueprint(auth: AuthService) -> Blueprint:
     async def history() -> Response:
         page = query_int("page", 1, low=1, high=1_000_000)
         page_size = query_int("page_size", 50, low=1, high=MAX_PAGE_SIZE)
-        username = request.args.get("username") or None
+        username = normalize_username(request.args.get("username", "")) or None
         entries, total = await history_page(
             auth.db, page=page, page_size=page_size, username=username
         )

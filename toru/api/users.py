@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response, jsonify, make_response
+from quart.typing import ResponseReturnValue
 
 from toru.api.auth import user_error
 from toru.api.errors import ApiError, json_body
@@ -70,10 +71,18 @@ def users_blueprint(auth: AuthService) -> Blueprint:
     async def update_user(user_id: int) -> Response:
         body = await json_body(UpdateUser)
         me = current_identity()
-        if me.user_id == user_id and (body.is_active is False or body.role == Role.CLIENT.value):
-            raise ApiError(
-                409, "you cannot deactivate or demote your own account; ask another administrator"
-            )
+        if me.user_id == user_id:
+            if body.is_active is False or body.role == Role.CLIENT.value:
+                raise ApiError(
+                    409,
+                    "you cannot deactivate or demote your own account; ask another administrator",
+                )
+            if body.password is not None:
+                raise ApiError(
+                    409,
+                    "change your own password with POST /api/auth/password, which asks for "
+                    "the current one",
+                )
         try:
             user = await auth.update_user(
                 user_id,
@@ -89,13 +98,15 @@ def users_blueprint(auth: AuthService) -> Blueprint:
 
     @bp.delete("/<int:user_id>")
     @admin_required
-    async def delete_user(user_id: int) -> tuple[str, int]:
+    async def delete_user(user_id: int) -> ResponseReturnValue:
         if current_identity().user_id == user_id:
             raise ApiError(409, "you cannot delete your own account; ask another administrator")
         try:
             await auth.users.delete(user_id)
         except UserError as error:
             raise user_error(error) from None
-        return "", 204
+        response = await make_response("", 204)
+        del response.headers["Content-Type"]
+        return response
 
     return bp

@@ -76,6 +76,13 @@ class AuthService:
         await service.sessions.purge_expired()
         if settings.admin_password:
             await service._check_environment_admin()
+        if (shadowed := await service.users.find(settings.admin_username)) is not None:
+            log.warning(
+                "a database user has the environment admin's name and cannot log in; "
+                "rename ADMIN_USERNAME or delete the user with `toru user delete`",
+                username=shadowed.username,
+                user_id=shadowed.id,
+            )
         return service
 
     async def _check_environment_admin(self) -> None:

@@ -32,6 +32,10 @@ HISTORY_TRIM_EVERY = 1000
 TIERS: tuple[tuple[int, float], ...] = ((3, 60.0), (6, 180.0), (9, 600.0), (12, 1800.0))
 
 
+#: How far back a failure can still affect a lock: one window to count it, then its lock.
+HORIZON = WINDOW + TIERS[-1][1]
+
+
 def lock_seconds(failures: int) -> float:
     """How long the *failures*-th failure in the window locks for (0 for no lock)."""
     if failures <= 0 or failures % 3:
@@ -96,9 +100,13 @@ class LoginThrottle:
                 (now, attempt.username, attempt.address, attempt.user_agent[:512], outcome, reason),
             ).lastrowid
             if row_id and row_id % HISTORY_TRIM_EVERY == 0:
+                # Past the row cap, only rows the lock decisions cannot need go: `locked`
+                # rows (never counted) and rows older than a failure can matter. Otherwise
+                # a flood of cheap locked attempts would delete the failures behind a lock.
                 conn.execute(
-                    "DELETE FROM login_history WHERE id <= ? OR timestamp < ?",
-                    (row_id - HISTORY_MAX_ROWS, now - HISTORY_MAX_AGE),
+                    "DELETE FROM login_history WHERE timestamp < ? OR (id <= ?"
+                    " AND (outcome = 'locked' OR timestamp < ?))",
+                    (now - HISTORY_MAX_AGE, row_id - HISTORY_MAX_ROWS, now - HORIZON),
                 )
 
         await self.db.run(insert)
@@ -109,8 +117,7 @@ class LoginThrottle:
 
 
 def _locked_until(conn: sqlite3.Connection, column: str, value: str, now: float) -> float | None:
-    # Old enough to matter: a failure's count looks back one window, its lock forward 30 min.
-    since = now - WINDOW - TIERS[-1][1]
+    since = now - HORIZON
     times = [
         r[0]
         for r in conn.execute(
