@@ -1,7 +1,9 @@
-"""The one cattrs converter: request bodies in, with errors our API can show.
+"""The cattrs converters: HTTP request bodies (strict) and plugin messages (tolerant).
 
-Strict on purpose: ``"username": 1`` or ``"is_active": "no"`` is an error, not
-a silent conversion, and unknown keys are refused so a typo never goes unseen.
+API bodies are strict on purpose: ``"username": 1`` or ``"is_active": "no"``
+is an error, not a silent conversion, and unknown keys are refused so a typo
+never goes unseen. Plugin messages follow the protocol's rule instead: unknown
+fields are ignored.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import cattrs
 T = TypeVar("T")
 
 converter = cattrs.Converter(forbid_extra_keys=True)
+
+#: Plugin messages are read tolerantly: unknown fields are ignored (old plugins send extras).
+wire = cattrs.Converter()
 
 
 def _strict(kind: type[Any], name: str) -> Any:

@@ -1,0 +1,314 @@
+"""Talking to a running plugin: one long-lived multiplexed connection, or legacy exchanges.
+
+:class:`PluginConnection` (modern plugins, ``"protocol": 2``) keeps one
+socket open. Any number of callers send requests at once; each awaits its own
+reply, matched by ``request_id``, under its own timeout. A reader task
+dispatches replies and hands requests *from* the plugin (KV) to a handler.
+When the connection drops, every pending request fails at once with
+:class:`ConnectionLost`. It runs in a nursery its owner passes in::
+
+    conn = await nursery.start(PluginConnection(framed, plugin_id, handler).run)
+
+:class:`LegacyConnection` (old plugins) opens a fresh connection per exchange
+and runs one exchange at a time, because the old Rust SDK drops a frame that
+arrives in the same read as another (see PROTOCOL-FACTS).
+
+Both offer ``request(message, timeout=...)`` (returns the raw reply frame; the
+caller decodes it, so one malformed reply fails one request, not the
+connection) and ``notify(message)`` for messages that get no reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+import structlog
+import trio
+
+from toru.plugins.framing import DEFAULT_MAX_FRAME, FramedStream, ProtocolError
+from toru.plugins.messages import (
+    Kind,
+    KvReply,
+    KvRequest,
+    ToPlugin,
+    decode_kv_request,
+    encode,
+    kind_of,
+    new_request_id,
+)
+
+log = structlog.get_logger("toru.plugins.connection")
+
+KvHandler = Callable[[KvRequest], Awaitable[KvReply]]
+Frame = dict[str, Any]
+
+
+class ConnectionLost(Exception):
+    """The connection to the plugin is gone; the message says why."""
+
+
+class RequestTimeout(Exception):
+    """The plugin did not answer within the caller's timeout."""
+
+
+class QueueFull(Exception):
+    """Too many requests are already waiting for a legacy plugin."""
+
+
+class PluginChannel(Protocol):
+    """What the rest of Toru needs from a connection, modern or legacy."""
+
+    supports_ping: bool
+
+    async def request(self, message: ToPlugin, *, timeout: float) -> Frame: ...
+
+    async def notify(self, message: ToPlugin) -> None: ...
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    reply: Frame | None = None
+    error: BaseException | None = None
+
+
+def _describe(message: ToPlugin) -> str:
+    return type(message).__name__.lower()
+
+
+@attrs.define(eq=False)
+class PluginConnection:
+    """One long-lived, multiplexed connection to a modern plugin."""
+
+    framed: FramedStream
+    plugin_id: str
+    kv_handler: KvHandler | None = None
+    supports_ping: bool = True
+    _pending: dict[str, _Waiter] = attrs.field(factory=dict, init=False)
+    _lost: ConnectionLost | None = attrs.field(default=None, init=False)
+
+    @classmethod
+    async def open(
+        cls,
+        socket_path: Path,
+        plugin_id: str,
+        kv_handler: KvHandler | None = None,
+        *,
+        limit: int = DEFAULT_MAX_FRAME,
+    ) -> PluginConnection:
+        stream = await trio.open_unix_socket(str(socket_path))
+        return cls(FramedStream(stream, limit=limit), plugin_id, kv_handler)
+
+    @property
+    def is_open(self) -> bool:
+        return self._lost is None
+
+    async def run(self, *, task_status: trio.TaskStatus[PluginConnection]) -> None:
+        """Read until the connection ends; then fail what is pending and raise ConnectionLost.
+
+        Requests from the plugin are served in a nursery owned here, so none
+        outlives the connection.
+        """
+        try:
+            async with trio.open_nursery() as handlers:
+                task_status.started(self)
+                while True:
+                    try:
+                        frame = await self.framed.receive()
+                    except ProtocolError as exc:
+                        raise self._lose(f"protocol error: {exc}") from exc
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                        raise self._lose(f"connection broken: {exc}") from exc
+                    if frame is None:
+                        raise self._lose("the plugin closed the connection")
+                    self._dispatch(frame, handlers)
+        finally:
+            self._lose("connection closed")
+            with trio.move_on_after(1, shield=True):
+                await self.framed.aclose()
+
+    def _lose(self, reason: str) -> ConnectionLost:
+        if self._lost is None:
+            self._lost = ConnectionLost(f"plugin {self.plugin_id!r}: {reason}")
+            for waiter in self._pending.values():
+                waiter.error = self._lost
+                waiter.done.set()
+            self._pending.clear()
+        return self._lost
+
+    def _dispatch(self, frame: Frame, handlers: trio.Nursery) -> None:
+        request_id = frame.get("request_id")
+        waiter = self._pending.pop(request_id, None) if isinstance(request_id, str) else None
+        if waiter is not None:
+            waiter.reply = frame
+            waiter.done.set()
+        elif kind_of(frame) == Kind.KV:
+            handlers.start_soon(self._serve_kv, frame)
+        else:
+            # A late reply (after its caller timed out) or a message we do not know.
+            log.warning(
+                "ignored a message from the plugin",
+                plugin_id=self.plugin_id,
+                reason=f"reply for unknown request_id {request_id!r}",
+                type=kind_of(frame),
+            )
+
+    async def _serve_kv(self, frame: Frame) -> None:
+        request_id = frame.get("request_id")
+        if not isinstance(request_id, str):
+            log.warning("kv request without a request_id ignored", plugin_id=self.plugin_id)
+            return
+        try:
+            reply = (
+                await self.kv_handler(decode_kv_request(frame))
+                if self.kv_handler is not None
+                else KvReply(error="this host offers no storage")
+            )
+        except ProtocolError as exc:
+            reply = KvReply(error=str(exc))
+        except Exception:
+            log.exception("kv handler failed", plugin_id=self.plugin_id)
+            reply = KvReply(error="internal error in Toru's storage; see the server log")
+        # If the connection broke, the reader notices and reports it.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await self.framed.send(encode(reply, request_id))
+
+    async def notify(self, message: ToPlugin) -> None:
+        """Send a message that gets no reply (init, shutdown)."""
+        await self._send(encode(message))
+
+    async def request(self, message: ToPlugin, *, timeout: float) -> Frame:
+        """Send *message* and return the plugin's reply frame.
+
+        Raises :class:`RequestTimeout` after *timeout* seconds (the connection
+        stays usable; a late reply is logged and dropped) and
+        :class:`ConnectionLost` when the connection is or goes down.
+        """
+        if self._lost is not None:
+            raise self._lost
+        request_id = new_request_id()
+        waiter = self._pending[request_id] = _Waiter()
+        try:
+            with trio.move_on_after(timeout):
+                await self._send(encode(message, request_id))
+                await waiter.done.wait()
+        finally:
+            self._pending.pop(request_id, None)
+        if waiter.error is not None:
+            raise waiter.error
+        if waiter.reply is None:
+            raise RequestTimeout(
+                f"plugin {self.plugin_id!r} did not answer the {_describe(message)} request "
+                f"within {timeout:g} s"
+            )
+        return waiter.reply
+
+    async def _send(self, frame: Frame) -> None:
+        if self._lost is not None:
+            raise self._lost
+        try:
+            await self.framed.send(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise self._lose(f"connection broken: {exc}") from exc
+
+
+@attrs.define(eq=False)
+class LegacyConnection:
+    """Exchanges with an old plugin: a fresh connection each, one at a time, FIFO."""
+
+    socket_path: Path
+    plugin_id: str
+    limit: int = DEFAULT_MAX_FRAME
+    #: Requests allowed to wait behind the one in flight; more are refused at once.
+    max_waiting: int = 256
+    supports_ping: bool = False
+    _turn: trio.Lock = attrs.field(factory=trio.Lock, init=False)
+    _waiting: int = attrs.field(default=0, init=False)
+
+    async def notify(self, message: ToPlugin) -> None:
+        """Connect, write *message*, close: how the old host sent init and shutdown."""
+        async with self._turn:
+            framed = await self._connect()
+            try:
+                await framed.send(encode(message))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise ConnectionLost(f"plugin {self.plugin_id!r}: {exc}") from exc
+            finally:
+                with trio.move_on_after(1, shield=True):
+                    await framed.aclose()
+
+    async def request(self, message: ToPlugin, *, timeout: float) -> Frame:
+        """One exchange on its own connection; time spent queueing counts toward *timeout*."""
+        if self._waiting >= self.max_waiting:
+            raise QueueFull(
+                f"plugin {self.plugin_id!r} already has {self._waiting} requests waiting"
+            )
+        frame = encode(message, new_request_id())
+        reply: Frame | None = None
+        queued = True
+        self._waiting += 1
+        try:
+            with trio.move_on_after(timeout):
+                async with self._turn:
+                    self._waiting -= 1
+                    queued = False
+                    reply = await self._exchange(frame)
+        finally:
+            if queued:
+                self._waiting -= 1
+        if reply is None:
+            raise RequestTimeout(
+                f"plugin {self.plugin_id!r} did not answer the {_describe(message)} request "
+                f"within {timeout:g} s"
+            )
+        return reply
+
+    async def _exchange(self, frame: Frame) -> Frame:
+        """Connect, write, read the one reply, close: the connection carries nothing else."""
+        framed = await self._connect()
+        try:
+            await framed.send(frame)
+            reply = await framed.receive()
+        except ProtocolError as exc:
+            raise ConnectionLost(f"plugin {self.plugin_id!r}: protocol error: {exc}") from exc
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ConnectionLost(f"plugin {self.plugin_id!r}: {exc}") from exc
+        finally:
+            with trio.move_on_after(1, shield=True):
+                await framed.aclose()
+        if reply is None:
+            raise ConnectionLost(
+                f"plugin {self.plugin_id!r} closed the connection without replying"
+            )
+        return reply
+
+    async def _connect(self) -> FramedStream:
+        try:
+            stream = await trio.open_unix_socket(str(self.socket_path))
+        except OSError as exc:
+            raise ConnectionLost(
+                f"plugin {self.plugin_id!r}: cannot connect to {self.socket_path}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        return FramedStream(stream, limit=self.limit)
+
+
+async def wait_for_socket(socket_path: Path, *, timeout: float, poll: float = 0.01) -> None:
+    """Return once *socket_path* accepts a connection; ``TimeoutError`` after *timeout*.
+
+    The probe connection is closed at once. Polling is the only portable way
+    to learn that another process started listening; the deadline bounds it.
+    """
+    with trio.fail_after(timeout):
+        while True:
+            try:
+                stream = await trio.open_unix_socket(str(socket_path))
+            except OSError:
+                await trio.sleep(poll)
+                continue
+            await stream.aclose()
+            return
