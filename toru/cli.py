@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -67,6 +68,21 @@ def _parser() -> argparse.ArgumentParser:
     delete = user_commands.add_parser("delete", help="delete a user and end their sessions")
     delete.add_argument("username")
     add_paths(delete)
+    plugin = commands.add_parser("plugin", help="tools for plugin authors")
+    plugin_commands = plugin.add_subparsers(dest="plugin_command", metavar="ACTION", required=True)
+    check = plugin_commands.add_parser(
+        "check", help="run the protocol end to end against a plugin binary"
+    )
+    check.add_argument("binary", type=Path, help="the plugin executable (*.binary)")
+    build = plugin_commands.add_parser(
+        "build", help="package a Python plugin directory as one executable ID.binary"
+    )
+    build.add_argument("directory", type=Path, help="holds plugin.py (or __main__.py)")
+    build.add_argument(
+        "-o", "--out", type=Path, metavar="DIR",
+        help="where to write ID.binary and ID/bundle.js (default: the plugins directory)",
+    )  # fmt: skip
+    build.add_argument("--plugins-dir", metavar="DIR", help=argparse.SUPPRESS)
     return parser
 
 
@@ -75,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return EXIT_CONFIG
+    if args.command == "plugin":
+        return _plugin(args)
     try:
         settings = load_settings(
             vars(args), os.environ, require_admin_password=args.command == "serve"
@@ -87,6 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _user(settings, args)
     except KeyboardInterrupt:
         return 130
+
+
+def _plugin(args: argparse.Namespace) -> int:
+    from toru.config import plugins_dir_setting
+
+    if args.plugin_command == "check":
+        from toru.plugins.check import main as check_main
+
+        return check_main(args.binary)
+    from toru.plugins.build import main as build_main
+
+    return build_main(args.directory, args.out or plugins_dir_setting(vars(args), os.environ))
 
 
 def _fail(message: str, status: int) -> int:

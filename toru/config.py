@@ -125,6 +125,12 @@ def _directory(src: _Source, default: Path, fix: str) -> Path:
     return path.resolve()
 
 
+def plugins_dir_setting(flags: Mapping[str, Any], env: Mapping[str, str]) -> Path:
+    """The plugins directory alone (for tools that need nothing else)."""
+    src = _pick("--plugins-dir", flags.get("plugins_dir"), "TORU_PLUGINS_DIR", env)
+    return Path(src.value).expanduser() if src.value else DEFAULT_PLUGINS_DIR
+
+
 def check_password_policy(password: str, username: str) -> str | None:
     """Return why *password* is not acceptable for *username*, or None when it is."""
     if len(password) < PASSWORD_MIN_LENGTH:
@@ -174,11 +180,11 @@ def load_settings(
         DEFAULT_DATA_DIR,
         "choose a writable directory with --data-dir or TORU_DATA_DIR",
     )
-    plugins_src = _pick("--plugins-dir", flags.get("plugins_dir"), "TORU_PLUGINS_DIR", env)
-    plugins_dir = Path(plugins_src.value).expanduser() if plugins_src.value else DEFAULT_PLUGINS_DIR
+    plugins_dir = plugins_dir_setting(flags, env)
     if plugins_dir.exists() and not plugins_dir.is_dir():
+        name = "--plugins-dir" if flags.get("plugins_dir") is not None else "TORU_PLUGINS_DIR"
         raise ConfigError(
-            f"{plugins_src.name}={str(plugins_dir)!r} is not a directory; "
+            f"{name}={str(plugins_dir)!r} is not a directory; "
             "point --plugins-dir or TORU_PLUGINS_DIR at the directory that holds *.binary files"
         )
     plugins_dir = plugins_dir.resolve()

@@ -107,7 +107,9 @@ class PluginConnection:
     def is_open(self) -> bool:
         return self._lost is None
 
-    async def run(self, *, task_status: trio.TaskStatus[PluginConnection]) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[PluginConnection] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Read until the connection ends; then fail what is pending and raise ConnectionLost.
 
         Requests from the plugin are served in a nursery owned here, so none
@@ -116,20 +118,25 @@ class PluginConnection:
         try:
             async with trio.open_nursery() as handlers:
                 task_status.started(self)
-                while True:
-                    try:
-                        frame = await self.framed.receive()
-                    except ProtocolError as exc:
-                        raise self._lose(f"protocol error: {exc}") from exc
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                        raise self._lose(f"connection broken: {exc}") from exc
-                    if frame is None:
-                        raise self._lose("the plugin closed the connection")
-                    self._dispatch(frame, handlers)
+                lost = await self._read_until_lost(handlers)
+                handlers.cancel_scope.cancel()
+            raise lost
         finally:
             self._lose("connection closed")
             with trio.move_on_after(1, shield=True):
                 await self.framed.aclose()
+
+    async def _read_until_lost(self, handlers: trio.Nursery) -> ConnectionLost:
+        while True:
+            try:
+                frame = await self.framed.receive()
+            except ProtocolError as exc:
+                return self._lose(f"protocol error: {exc}")
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                return self._lose(f"connection broken: {exc}")
+            if frame is None:
+                return self._lose("the plugin closed the connection")
+            self._dispatch(frame, handlers)
 
     def _lose(self, reason: str) -> ConnectionLost:
         if self._lost is None:
@@ -297,18 +304,26 @@ class LegacyConnection:
         return FramedStream(stream, limit=self.limit)
 
 
-async def wait_for_socket(socket_path: Path, *, timeout: float, poll: float = 0.01) -> None:
-    """Return once *socket_path* accepts a connection; ``TimeoutError`` after *timeout*.
+async def wait_for_socket(
+    socket_path: Path,
+    *,
+    timeout: float,
+    give_up: Callable[[], bool] = lambda: False,
+    poll: float = 0.01,
+) -> bool:
+    """True once *socket_path* accepts a connection; False if *give_up()* turns true first.
 
-    The probe connection is closed at once. Polling is the only portable way
-    to learn that another process started listening; the deadline bounds it.
+    Raises ``TimeoutError`` after *timeout*. The probe connection is closed at
+    once. Polling is the only portable way to learn that another process
+    started listening; the deadline bounds it.
     """
     with trio.fail_after(timeout):
-        while True:
+        while not give_up():
             try:
                 stream = await trio.open_unix_socket(str(socket_path))
             except OSError:
                 await trio.sleep(poll)
                 continue
             await stream.aclose()
-            return
+            return True
+    return False

@@ -169,7 +169,7 @@ async def read_metadata(
     too_much = False
     try:
         async with spawned(
-            [program, "--metadata"], env=plugin_environment({}), cwd=program.parent
+            [program, "--metadata"], env=plugin_environment({}), cwd=binary.parent
         ) as child:
 
             async def drain(stream: trio.lowlevel.FdStream, into: bytearray) -> None:

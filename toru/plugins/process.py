@@ -118,9 +118,18 @@ class ChildProcess:
         return self.returncode
 
     async def wait(self) -> int:
-        """Wait for the exit (event-driven, through the pidfd) and reap it."""
+        """Wait for the exit (event-driven, through the pidfd) and reap it.
+
+        Any number of tasks may wait at once: each waits on its own duplicate
+        of the pidfd (Trio allows one waiter per file descriptor).
+        """
         if self.returncode is None:
-            await trio.lowlevel.wait_readable(self._pidfd)
+            fd = os.dup(self._pidfd)
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            finally:
+                trio.lowlevel.notify_closing(fd)
+                os.close(fd)
             self.returncode = self.popen.wait()  # exited already: waitpid returns at once
         return self.returncode
 
