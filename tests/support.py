@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,21 @@ def client(base_url: str) -> httpx.AsyncClient:
 
 async def login(http: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
     return await http.post("/api/auth/login", json={"username": username, "password": password})
+
+
+async def eventually(
+    predicate: Callable[[], bool], *, within: float, what: str, poll: float = 0.02
+) -> None:
+    """Wait until *predicate()* holds, failing after *within* seconds.
+
+    For state outside this process (another process's life, a file it writes),
+    where there is no event to wait on: the deadline bounds the polling.
+    """
+    with trio.move_on_after(within):
+        while not predicate():  # noqa: ASYNC110 - no event exists for another process's state
+            await trio.sleep(poll)
+        return
+    raise AssertionError(f"waited {within} s for {what}; it did not happen")
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

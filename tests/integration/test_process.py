@@ -10,6 +10,7 @@ from pathlib import Path
 
 import trio
 
+from tests.support import eventually
 from toru.plugins.process import (
     ChildProcess,
     describe_status,
@@ -59,16 +60,14 @@ async def test_child_dies_when_its_parent_is_sigkilled(tmp_path: Path) -> None:
     )
     parent = await trio.lowlevel.open_process([PY, "-c", script], cwd=str(tmp_path))
     try:
-        with trio.fail_after(10):
-            while not pid_file.exists() or not pid_file.read_text():
-                await trio.sleep(0.02)
+        await eventually(
+            lambda: pid_file.exists() and pid_file.read_text() != "", within=10, what="child pid"
+        )
         child_pid = int(pid_file.read_text())
         assert alive(child_pid)
         parent.kill()
         await parent.wait()
-        with trio.fail_after(5):
-            while alive(child_pid):
-                await trio.sleep(0.02)
+        await eventually(lambda: not alive(child_pid), within=5, what="child gone")
     finally:
         parent.kill()
         await parent.wait()
@@ -137,9 +136,7 @@ async def test_grandchildren_are_swept_with_the_group(tmp_path: Path) -> None:
         grandchild = int((await child.stdout.receive_some()).decode())
         assert alive(grandchild)
         await stop(child, None, ask_grace=0.1, term_grace=0.2)
-    with trio.fail_after(5):
-        while alive(grandchild):
-            await trio.sleep(0.02)
+    await eventually(lambda: not alive(grandchild), within=5, what="grandchild gone")
 
 
 async def test_environment_is_clean(tmp_path: Path) -> None:
