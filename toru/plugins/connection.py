@@ -317,7 +317,7 @@ async def wait_for_socket(
     once. Polling is the only portable way to learn that another process
     started listening; the deadline bounds it.
     """
-    with trio.fail_after(timeout):
+    with trio.move_on_after(timeout):
         while not give_up():
             try:
                 stream = await trio.open_unix_socket(str(socket_path))
@@ -326,4 +326,5 @@ async def wait_for_socket(
                 continue
             await stream.aclose()
             return True
-    return False
+        return False
+    raise TimeoutError(f"nothing listened on {socket_path} within {timeout:g} s")
