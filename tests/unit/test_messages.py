@@ -34,13 +34,12 @@ def test_init_and_shutdown_always_carry_payload_type_and_request_id() -> None:
     assert init["type"] == "lifecycle"
     assert init["request_id"] is None
     assert RFC3339.match(init["timestamp"])
-    assert init["payload"] == {
-        "type": "lifecycle",
-        "action": "init",
+    fields = {
         "instance_id": "inst-1",
         "plugin_socket": "/run/p.sock",
         "log_path": "/var/log/toru/plugins/p.log",
     }
+    assert init["payload"] == {"type": "lifecycle", "action": "init", **fields, "payload": fields}
     shutdown = encode(Shutdown())
     assert shutdown["payload"] == {"type": "lifecycle", "action": "shutdown"}
     assert "request_id" in shutdown

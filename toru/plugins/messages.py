@@ -109,7 +109,10 @@ def encode(message: ToPlugin, request_id: str | None = None) -> dict[str, Any]:
     """The wire form of a message from Toru to a plugin."""
     match message:
         case Init():
-            return _envelope(Kind.LIFECYCLE, None, {"action": "init", **attrs.asdict(message)})
+            fields = attrs.asdict(message)
+            # Flat, as documented; nested again under "payload", where the old Rust
+            # example reads it. Readers ignore the copy they do not use.
+            return _envelope(Kind.LIFECYCLE, None, {"action": "init", **fields, "payload": fields})
         case Shutdown():
             return _envelope(Kind.LIFECYCLE, None, {"action": "shutdown"})
         case Ping():
