@@ -134,7 +134,7 @@ while True:
 
 
 async def test_plugin_that_ignores_shutdown_and_sigterm(tmp_path: Path) -> None:
-    """A legacy plugin that never answers and ignores SIGTERM: every step says so; SIGKILL ends it."""
+    """A legacy plugin that never answers and ignores SIGTERM: each step says so; SIGKILL ends it."""
     binary = python_plugin(tmp_path, METADATA, IGNORES_EVERYTHING)
     status, lines, took = await check(binary)
     assert status == 1
@@ -158,3 +158,18 @@ async def test_modern_plugin_that_never_pongs(tmp_path: Path) -> None:
     assert status == 1
     assert "✘ ping      plugin 'broken' did not answer the ping request within 5 s" in lines
     assert leftover_processes(str(tmp_path)) == []
+
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+@pytest.mark.parametrize("name", ["legacy_python.binary", "legacy_rust_dialect.binary"])
+async def test_legacy_fixtures_pass_without_ping_support(name: str) -> None:
+    """Both old dialects are usable: a connection per exchange, no pings, GET / answered."""
+    status, lines, _ = await check(FIXTURES / name)
+    assert status == 0, lines
+    assert "protocol 1 (legacy: a connection per exchange)" in lines[0]
+    assert "✔ ping      no ping support (legacy): liveness comes from exchanges" in lines
+    assert any(line.startswith("✔ GET /     200 in") for line in lines), lines
+    assert any(line.startswith("✔ shutdown  exited 0") for line in lines), lines
+    assert lines[-1] == "the plugin is usable"

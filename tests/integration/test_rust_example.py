@@ -22,6 +22,7 @@ import attrs
 import pytest
 import trio
 
+from tests.support import run_toru
 from toru.plugins.framing import HEADER, FramedStream
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-plugin-rust"
@@ -349,3 +350,11 @@ async def test_shutdown_exits_zero_and_removes_socket(binary: Path, tmp_path: Pa
         with trio.fail_after(5):
             assert await plugin.process.wait() == 0
         assert not plugin.socket.exists()
+
+
+async def test_passes_the_conformance_checker(binary: Path) -> None:
+    """`toru plugin check` accepts the Rust example: modern mode, pong, GET / answered."""
+    status, stdout, _ = await run_toru("plugin", "check", str(binary), env=dict(os.environ))
+    assert status == 0, stdout
+    assert "pong in" in stdout
+    assert "the plugin is usable" in stdout
