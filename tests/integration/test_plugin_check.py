@@ -134,7 +134,7 @@ while True:
 
 
 async def test_plugin_that_ignores_shutdown_and_sigterm(tmp_path: Path) -> None:
-    """A legacy plugin that never answers and ignores SIGTERM: each step says so; SIGKILL ends it."""
+    """A legacy plugin ignoring requests and SIGTERM: each step says so; SIGKILL ends it."""
     binary = python_plugin(tmp_path, METADATA, IGNORES_EVERYTHING)
     status, lines, took = await check(binary)
     assert status == 1

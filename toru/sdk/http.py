@@ -74,8 +74,8 @@ class Request:
         request_id: str | None = None,
     ) -> Request:
         """A request for *target* (``/path?query``), as Toru would forward it."""
-        path, _, query = target.partition("?")
-        path = path.partition("#")[0] or "/"
+        path, _, query = target.partition("#")[0].partition("?")
+        path = path or "/"
         if not path.startswith("/"):
             path = "/" + path
         return cls(

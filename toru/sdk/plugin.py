@@ -21,7 +21,7 @@ from toru.sdk.kv import KVClient
 from toru.sdk.logging import PluginLog
 from toru.sdk.metadata import PluginMetadata
 from toru.sdk.routing import Handler, Router
-from toru.sdk.server import PluginServer
+from toru.sdk.server import PluginServer, PluginStartError
 
 HandlerT = TypeVar("HandlerT", bound=Handler)
 Hook = Callable[[], Awaitable[object]]
@@ -250,7 +250,11 @@ class Plugin:
             if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
                 return EXIT_OK  # Ctrl+C before the signal watcher started: nothing to clean up
             reason = "; ".join(str(leaf) or type(leaf).__name__ for leaf in leaves)
-            self.log.exception(f"plugin {self.id} stopped on an error: {reason}", exc)
+            if all(isinstance(leaf, PluginStartError) for leaf in leaves):
+                # The message says it all (path and cause); a traceback would only bury it.
+                self.log.error(f"plugin {self.id} could not start: {reason}")
+            else:
+                self.log.exception(f"plugin {self.id} stopped on an error: {reason}", exc)
             return EXIT_FAILED
         return EXIT_OK
 

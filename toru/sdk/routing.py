@@ -51,7 +51,7 @@ def compile_pattern(pattern: str) -> tuple[Segment, ...]:
             f"route pattern {pattern!r} is invalid: query strings are read from "
             "request.query, not matched"
         )
-    pieces = split_path(pattern) if pattern != "/" else []
+    pieces = split_path(pattern)
     segments: list[Segment] = []
     seen: set[str] = set()
     for index, piece in enumerate(pieces):
@@ -84,6 +84,14 @@ class Route:
     methods: frozenset[str]
     handler: Handler
     segments: tuple[Segment, ...]
+
+    @property
+    def shape(self) -> tuple[tuple[str, bool, bool], ...]:
+        """The pattern with parameter names erased: equal shapes match the same paths."""
+        return tuple(
+            ("" if segment.param else segment.text, segment.param is not None, segment.rest)
+            for segment in self.segments
+        )
 
     def match(self, pieces: list[str]) -> dict[str, str] | None:
         """The path parameters if *pieces* (from :func:`split_path`) fit the pattern, else None."""
@@ -127,7 +135,7 @@ class Router:
                 raise ValueError(f"route {pattern!r}: {method!r} is not an HTTP method")
         route = Route(pattern, wanted, handler, compile_pattern(pattern))
         for existing in self.routes:
-            if existing.segments == route.segments and existing.methods & wanted:
+            if existing.shape == route.shape and existing.methods & wanted:
                 clash = ", ".join(sorted(existing.methods & wanted))
                 raise ValueError(f"route {clash} {pattern} is already registered")
         self.routes.append(route)
