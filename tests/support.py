@@ -55,6 +55,17 @@ async def login(http: httpx.AsyncClient, username: str, password: str) -> httpx.
     return await http.post("/api/auth/login", json={"username": username, "password": password})
 
 
+def alive(pid: int | None) -> bool:
+    """True while *pid* runs; a zombie (dead, not yet reaped by init) counts as gone."""
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 async def eventually(
     predicate: Callable[[], bool], *, within: float, what: str, poll: float = 0.02
 ) -> None:

@@ -18,17 +18,22 @@ from quart_trio import QuartTrio
 from toru.api.auth import auth_blueprint
 from toru.api.errors import ApiError, install_error_handlers
 from toru.api.guards import SESSIONS_EXTENSION
+from toru.api.plugins import plugins_blueprint
 from toru.api.system import system_blueprint
 from toru.api.users import users_blueprint
 from toru.auth.service import AuthService
+from toru.plugins.supervisor import Supervisor
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def create_app(auth: AuthService) -> Quart:
-    """Build the app around an :class:`AuthService` (which carries the settings)."""
+def create_app(auth: AuthService, supervisor: Supervisor | None = None) -> Quart:
+    """Build the app around an :class:`AuthService` (which carries the settings).
+
+    Without a *supervisor* (tools, some tests) the plugin endpoints are absent.
+    """
     settings = auth.settings
     app = QuartTrio("toru")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -61,7 +66,8 @@ def create_app(auth: AuthService) -> Quart:
     app.register_blueprint(system_blueprint())
     app.register_blueprint(auth_blueprint(auth))
     app.register_blueprint(users_blueprint(auth))
-    # Issue C/D: the plugin blueprints join here, given the supervisor.
+    if supervisor is not None:
+        app.register_blueprint(plugins_blueprint(supervisor))
     return app
 
 

@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write ID.binary and ID/bundle.js (default: the plugins directory)",
     )  # fmt: skip
     build.add_argument("--plugins-dir", metavar="DIR", help=argparse.SUPPRESS)
+    tasks = commands.add_parser(
+        "tasks",
+        help="print a running server's live task tree (logs in as the environment admin)",
+    )
+    tasks.add_argument(
+        "--url", metavar="URL", help="the server (default: http://STEERING_HOST:STEERING_PORT)"
+    )
     return parser
 
 
@@ -93,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "plugin":
         return _plugin(args)
+    if args.command == "tasks":
+        return _tasks(args)
     try:
         settings = load_settings(
             vars(args), os.environ, require_admin_password=args.command == "serve"
@@ -117,6 +126,100 @@ def _plugin(args: argparse.Namespace) -> int:
     from toru.plugins.build import main as build_main
 
     return build_main(args.directory, args.out or plugins_dir_setting(vars(args), os.environ))
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    """Log in as the environment admin, print ``GET /api/system/tasks``'s text, log out.
+
+    Standard library only. Connects directly (no HTTP proxy): the server usually
+    listens on loopback. The session cookie is carried by hand rather than by
+    ``http.cookiejar``, which withholds a ``Secure`` cookie (``PRODUCTION=1``)
+    from a plain-HTTP loopback URL.
+    """
+    import contextlib
+    import http.client
+    import json
+    import urllib.error
+    import urllib.request
+    from http.cookies import SimpleCookie
+
+    from toru.config import DEFAULT_ADMIN_USERNAME, DEFAULT_HOST, DEFAULT_PORT, normalize_username
+
+    password = os.environ.get("ADMIN_PASSWORD", "")
+    if password == "":
+        return _fail(
+            "ADMIN_PASSWORD is not set; toru tasks logs in as the environment admin, so export "
+            "the server's ADMIN_PASSWORD (and ADMIN_USERNAME if it is not admin)",
+            EXIT_CONFIG,
+        )
+    username = normalize_username(os.environ.get("ADMIN_USERNAME", "")) or DEFAULT_ADMIN_USERNAME
+    if args.url is not None:
+        url = args.url.strip().rstrip("/")
+        url = url if "://" in url else f"http://{url}"
+        if not url.startswith(("http://", "https://")):
+            return _fail(f"--url {args.url!r} is not an http:// or https:// URL", EXIT_CONFIG)
+    else:
+        host = os.environ.get("STEERING_HOST", "").strip() or DEFAULT_HOST
+        port = os.environ.get("STEERING_PORT", "").strip() or str(DEFAULT_PORT)
+        if not port.isdigit() or not 0 < int(port) <= 65535:
+            return _fail(
+                f"STEERING_PORT={port!r} is not a port number; use 1 to 65535 or pass --url",
+                EXIT_CONFIG,
+            )
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    cookies: SimpleCookie = SimpleCookie()
+
+    class Refused(Exception):
+        """The server answered, but not with what we asked for."""
+
+    def call(method: str, path: str, body: object = None) -> Any:
+        """One JSON exchange; raises :class:`Refused` on an error status, OSError-likes else."""
+        request = urllib.request.Request(  # noqa: S310 - scheme checked: http(s) only
+            url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        if cookies:
+            request.add_header("Cookie", "; ".join(f"{k}={m.value}" for k, m in cookies.items()))
+        try:
+            with opener.open(request, timeout=30) as response:
+                for header in response.headers.get_all("Set-Cookie") or []:
+                    cookies.load(header)
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            try:
+                reason = str(json.loads(error.read())["error"])
+            except (ValueError, KeyError, TypeError, OSError):
+                reason = f"{error.reason}"
+            raise Refused(f"{reason} (HTTP {error.code})") from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise Refused(f"{method} {path} did not answer JSON; is {url} Toru?") from None
+
+    try:
+        try:
+            call("POST", "/api/auth/login", {"username": username, "password": password})
+        except Refused as error:
+            return _fail(f"login as {username!r} at {url} refused: {error}", EXIT_FAILURE)
+        try:
+            answer = call("GET", "/api/system/tasks")
+        except Refused as error:
+            return _fail(f"GET {url}/api/system/tasks failed: {error}", EXIT_FAILURE)
+        finally:
+            # Best effort: the session would expire anyway, and the answer is already here.
+            with contextlib.suppress(Refused, OSError, http.client.HTTPException):
+                call("POST", "/api/auth/logout", {})
+    except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error
+        return _fail(f"cannot reach Toru at {url}: {reason}; is it running?", EXIT_FAILURE)
+    if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
+        return _fail(f"{url}/api/system/tasks answered without a text tree", EXIT_FAILURE)
+    print(answer["text"])
+    return 0
 
 
 def _fail(message: str, status: int) -> int:

@@ -23,6 +23,9 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 LOG_FILE_NAME = "toru.log"
+SUPERVISOR_LOG_NAME = "plugin-supervisor.log"
+#: Plugin lifecycle events also go to their own file, for agents that tail only those.
+SUPERVISOR_LOGGER = "toru.plugins.events"
 ROTATE_BYTES = 20 * 1024 * 1024
 ROTATE_KEEP = 5
 
@@ -118,23 +121,28 @@ def configure_logging(log_dir: Path, level: str = "info", *, console: bool = Tru
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
 
     foreign_chain: list[Processor] = [*_shared_processors(), _record_fields]
-    file_handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP, encoding="utf-8"
-    )
-    file_handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=foreign_chain,
-            processors=[
-                _drop_record,
-                # Tracebacks without local variables: a frame's locals can hold a password.
-                structlog.processors.ExceptionRenderer(
-                    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-                ),
-                structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
-            ],
+
+    def json_file(file: Path) -> logging.Handler:
+        handler = logging.handlers.RotatingFileHandler(
+            file, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP, encoding="utf-8"
         )
-    )
-    handlers: list[logging.Handler] = [file_handler]
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=foreign_chain,
+                processors=[
+                    _drop_record,
+                    # Tracebacks without local variables: a frame's locals can hold a password.
+                    structlog.processors.ExceptionRenderer(
+                        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+                    ),
+                    structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
+                ],
+            )
+        )
+        return handler
+
+    handlers: list[logging.Handler] = [json_file(path)]
+    supervisor_handler = json_file(log_dir / SUPERVISOR_LOG_NAME)
     if console:
         stream = sys.stdout
         console_handler = logging.StreamHandler(stream)
@@ -152,12 +160,15 @@ def configure_logging(log_dir: Path, level: str = "info", *, console: bool = Tru
         handlers.append(console_handler)
 
     root = logging.getLogger()
+    supervisor = logging.getLogger(SUPERVISOR_LOGGER)
     for old in _installed:
         root.removeHandler(old)
+        supervisor.removeHandler(old)
         old.close()
-    _installed[:] = handlers
+    _installed[:] = [*handlers, supervisor_handler]
     for handler in handlers:
         root.addHandler(handler)
+    supervisor.addHandler(supervisor_handler)
     root.setLevel(numeric_level)
     # Hypercorn's loggers keep their names but write through our handlers.
     for name in ("hypercorn.access", "hypercorn.error"):
@@ -185,7 +196,9 @@ def configure_logging(log_dir: Path, level: str = "info", *, console: bool = Tru
 def close_logging() -> None:
     """Flush and detach the handlers :func:`configure_logging` installed."""
     root = logging.getLogger()
+    supervisor = logging.getLogger(SUPERVISOR_LOGGER)
     for handler in _installed:
         root.removeHandler(handler)
+        supervisor.removeHandler(handler)
         handler.close()
     _installed.clear()

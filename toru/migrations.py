@@ -67,4 +67,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX login_history_by_time ON login_history (timestamp);
         """,
     ),
+    Migration(
+        2,
+        "plugin lifecycle events",
+        """
+        CREATE TABLE plugin_events (
+            id          INTEGER PRIMARY KEY,
+            plugin_id   TEXT NOT NULL,
+            event       TEXT NOT NULL,
+            details     TEXT NOT NULL DEFAULT '{}',
+            timestamp   REAL NOT NULL
+        );
+        CREATE INDEX plugin_events_by_plugin ON plugin_events (plugin_id, id);
+        """,
+    ),
 )

@@ -5,14 +5,14 @@
     trio.run(serve)
     └── root nursery
         ├── signal watcher      SIGINT/SIGTERM -> graceful stop; a second one forces it
-        ├── Hypercorn serve()   HTTP, stops accepting on ``stopping``, drains for 5 s
-        └── (plugin supervisor) issue C starts it here with ``nursery.start``
+        ├── supervisor          plugins: one runner task per enabled plugin
+        └── Hypercorn serve()   HTTP, stops accepting on ``stopping``, drains for 5 s
 
 A stop request is one ``trio.Event``. Hypercorn's ``shutdown_trigger`` waits
 on it; when ``serve()`` returns for any reason (Hypercorn also returns quietly
 after swallowing a KeyboardInterrupt) that counts as a stop request too, and the
 rest of the nursery is cancelled, which is how the supervisor will shut plugins
-down with its own deadlines.
+down with its own deadlines (in parallel, each runner its own ladder).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from toru.auth.passwords import PasswordHasher
 from toru.auth.service import AuthService
 from toru.config import Settings
 from toru.db import Database, ensure_instance_id
+from toru.plugins.events import EventLog
+from toru.plugins.supervisor import Supervisor
 
 log = structlog.get_logger("toru.server")
 
@@ -87,6 +89,7 @@ async def watch_signals(
 async def serve_http(
     settings: Settings,
     auth: AuthService,
+    supervisor: Supervisor,
     stopping: trio.Event,
     done: trio.Event,
     *,
@@ -98,7 +101,7 @@ async def serve_http(
     """
     try:
         await hypercorn.trio.serve(
-            create_app(auth),
+            create_app(auth, supervisor),
             hypercorn_config(settings),
             shutdown_trigger=stopping.wait,
             task_status=task_status,
@@ -130,11 +133,19 @@ async def serve(
         async with trio.open_nursery() as nursery:
             if handle_signals:
                 await nursery.start(watch_signals, stopping, nursery.cancel_scope)
-            # Issue C: `supervisor = await nursery.start(Supervisor(...).run)` goes here,
-            # before HTTP, so the API never sees a half-started plugin platform.
+            # Plugins first, so the API never sees a half-started plugin platform.
+            supervisor = Supervisor(
+                plugins_dir=settings.plugins_dir,
+                events=EventLog(db),
+                instance_id=instance_id,
+                log_dir=settings.log_dir,
+            )
+            await nursery.start(supervisor.run, name="supervisor")
             http_done = trio.Event()
             try:
-                urls = await nursery.start(serve_http, settings, auth, stopping, http_done)
+                urls = await nursery.start(
+                    serve_http, settings, auth, supervisor, stopping, http_done
+                )
             except BaseException as error:
                 if (os_error := first_leaf(error, OSError)) is None:
                     raise

@@ -19,6 +19,14 @@ MATRIX = [
     ("POST", "/api/users", {"username": "dave", "password": "dave password"}, 401, 403, 201),
     ("PUT", "/api/users/{other}", {"display_name": "Olga"}, 401, 403, 200),
     ("DELETE", "/api/users/{other}", None, 401, 403, 204),
+    ("GET", "/api/system/tasks", None, 401, 403, 200),
+    ("GET", "/api/plugins", None, 401, 200, 200),
+    ("POST", "/api/plugins/rescan", {}, 401, 403, 200),
+    ("GET", "/api/plugins/nope", None, 401, 404, 404),
+    ("POST", "/api/plugins/nope/enable", {}, 401, 403, 404),
+    ("POST", "/api/plugins/nope/disable", {}, 401, 403, 404),
+    ("POST", "/api/plugins/nope/restart", {}, 401, 403, 404),
+    ("GET", "/api/plugins/nope/events", None, 401, 403, 404),
 ]
 
 

@@ -114,9 +114,7 @@ async def test_dropped_connection_fails_every_pending_request(pair: Pair) -> Non
 async def test_timeout_leaves_the_connection_usable(pair: Pair, nursery: trio.Nursery) -> None:
     """A request that times out fails alone; its late reply is dropped; the next one works."""
     connection, plugin = await pair()
-    with pytest.raises(
-        RequestTimeout, match=r"did not answer the httprequest request within 0\.2 s"
-    ):
+    with pytest.raises(RequestTimeout, match=r"did not answer the GET /slow request within 0\.2 s"):
         await get(connection, "/slow", timeout=0.2)
     late = await plugin.receive()
     assert late is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import textwrap
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-from tests.support import eventually
+from tests.support import alive, eventually
 from toru.plugins.process import (
     ChildProcess,
     describe_status,
@@ -20,14 +19,6 @@ from toru.plugins.process import (
 )
 
 PY = sys.executable
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_child_outlives_trio_worker_thread_retirement(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from tests.support import (
     run_toru,
     server_process,
 )
+from toru.migrations import MIGRATIONS
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -127,7 +128,8 @@ async def test_database_from_a_newer_toru_is_refused(tmp_path: Path) -> None:
     status, _, stderr = await run_toru("serve", env=ServerProcess(tmp_path).env)
     assert status == 1
     assert stderr.strip().splitlines() == [
-        "toru: error: the database is at schema version 99, newer than this Toru knows (1); "
+        "toru: error: the database is at schema version 99, newer than this Toru knows "
+        f"({MIGRATIONS[-1].version}); "
         "run the newer Toru or restore a backup of the data directory"
     ]
 

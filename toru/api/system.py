@@ -1,10 +1,12 @@
-"""``/api/health`` and, later, the rest of ``/api/system``."""
+"""``/api/health`` and ``/api/system``: the server itself, not its plugins."""
 
 from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
 from toru import __version__
+from toru.api.guards import admin_required
+from toru.tasktree import render, task_tree
 
 
 def system_blueprint() -> Blueprint:
@@ -14,5 +16,12 @@ def system_blueprint() -> Blueprint:
     async def health() -> Response:
         """Liveness for load balancers and monitors: no secrets, no database round-trip."""
         return jsonify({"status": "ok", "version": __version__})
+
+    @bp.get("/system/tasks")
+    @admin_required
+    async def tasks() -> Response:
+        """The live Trio task tree: ``tree`` as data (see :mod:`toru.tasktree`), ``text`` drawn."""
+        tree = task_tree()
+        return jsonify({"tree": tree, "text": render(tree)})
 
     return bp

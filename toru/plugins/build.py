@@ -29,7 +29,9 @@ from toru.plugins.process import plugin_environment
 #: What the SDK imports at run time: trio and its dependencies, attrs (both import names).
 RUNTIME_PACKAGES = ("trio", "outcome", "sniffio", "sortedcontainers", "idna", "attr", "attrs")
 #: The parts of Toru a packaged plugin carries: nothing of the server.
-TORU_FILES = ("__init__.py", "plugins/__init__.py", "plugins/framing.py", "sdk")
+TORU_FILES = (
+    "__init__.py", "plugins/__init__.py", "plugins/framing.py", "plugins/naming.py", "sdk"
+)  # fmt: skip
 SKIPPED = shutil.ignore_patterns(
     "__pycache__", "*.pyc", ".*", "node_modules", "bundle.js", "requirements.txt", "*.binary"
 )

@@ -32,6 +32,8 @@ from toru.plugins.framing import ProtocolError
 from toru.plugins.messages import (
     HttpRequest,
     Init,
+    KvReply,
+    KvRequest,
     Ping,
     Shutdown,
     decode_http_reply,
@@ -77,6 +79,21 @@ class Checker:
     report: Callable[[Step], None]
     usable: bool = True
     stderr_tail: collections.deque[str] = attrs.field(factory=lambda: collections.deque(maxlen=20))
+    store: dict[str, str] = attrs.field(factory=dict)
+
+    async def _kv(self, request: KvRequest) -> KvReply:
+        """An in-memory store, so a plugin whose pages use KV can be checked too."""
+        match request.action:
+            case "get":
+                return KvReply(value=self.store.get(request.key))
+            case "set":
+                self.store[request.key] = request.value or ""
+                return KvReply()
+            case "delete":
+                self.store.pop(request.key, None)
+                return KvReply()
+            case _:
+                return KvReply(keys=sorted(k for k in self.store if k.startswith(request.key)))
 
     def step(self, ok: bool, name: str, detail: str) -> bool:
         self.usable &= ok
@@ -180,7 +197,7 @@ class Checker:
         init = Init(CHECK_INSTANCE_ID, str(socket_path), "")
         try:
             if metadata.modern:
-                connection = await PluginConnection.open(socket_path, metadata.id)
+                connection = await PluginConnection.open(socket_path, metadata.id, self._kv)
                 nursery.start_soon(self._read, connection)
                 await connection.notify(init)
                 channel: PluginChannel = connection
@@ -232,10 +249,16 @@ class Checker:
         ask = (lambda: channel.notify(Shutdown())) if channel is not None else None
         report = await stop(child, ask)
         took = _ms(report.seconds)
-        if report.rung == "asked" and channel is not None:
-            self.step(True, "shutdown", f"{describe_status(report.returncode)} after {took}")
+        if channel is None:
+            # No connection, so no shutdown message: just report how it ended.
+            how = {
+                "asked": "had exited",
+                "sigterm": "SIGTERM ended it",
+                "sigkill": "SIGKILL ended it",
+            }
+            self.report(Step(True, "stopped", f"{how[report.rung]} after {took}"))
         elif report.rung == "asked":
-            self.step(True, "stopped", f"the plugin {describe_status(report.returncode)}")
+            self.step(True, "shutdown", f"{describe_status(report.returncode)} after {took}")
         elif report.rung == "sigterm":
             self.step(False, "shutdown", f"ignored shutdown; SIGTERM ended it after {took}")
         else:

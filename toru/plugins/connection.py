@@ -31,6 +31,7 @@ import trio
 
 from toru.plugins.framing import DEFAULT_MAX_FRAME, FramedStream, ProtocolError
 from toru.plugins.messages import (
+    HttpRequest,
     Kind,
     KvReply,
     KvRequest,
@@ -68,6 +69,8 @@ class PluginChannel(Protocol):
 
     async def notify(self, message: ToPlugin) -> None: ...
 
+    async def aclose(self) -> None: ...
+
 
 @attrs.define(eq=False)
 class _Waiter:
@@ -77,6 +80,8 @@ class _Waiter:
 
 
 def _describe(message: ToPlugin) -> str:
+    if isinstance(message, HttpRequest):
+        return f"{message.method} {message.path}"
     return type(message).__name__.lower()
 
 
@@ -188,6 +193,10 @@ class PluginConnection:
         """Send a message that gets no reply (init, shutdown)."""
         await self._send(encode(message))
 
+    async def aclose(self) -> None:
+        """Close the socket; the reader then ends with ConnectionLost."""
+        await self.framed.aclose()
+
     async def request(self, message: ToPlugin, *, timeout: float) -> Frame:
         """Send *message* and return the plugin's reply frame.
 
@@ -235,6 +244,9 @@ class LegacyConnection:
     supports_ping: bool = False
     _turn: trio.Lock = attrs.field(factory=trio.Lock, init=False)
     _waiting: int = attrs.field(default=0, init=False)
+
+    async def aclose(self) -> None:
+        """Nothing to close: no connection outlives its exchange."""
 
     async def notify(self, message: ToPlugin) -> None:
         """Connect, write *message*, close: how the old host sent init and shutdown."""

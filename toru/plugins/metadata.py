@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,13 @@ from typing import Any
 import attrs
 import trio
 
+from toru.plugins.naming import ID_PATTERN, RESERVED_ROUTES
 from toru.plugins.process import describe_status, plugin_environment, spawned
 
 METADATA_TIMEOUT = 5.0
 METADATA_CAP = 64 * 1024
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 REQUIRED = ("id", "name", "version", "route")
 KNOWN = (*REQUIRED, "icon", "author", "protocol")
-#: First path segments the web UI uses itself; a plugin route may not take them.
-RESERVED_ROUTES = frozenset(
-    {"api", "assets", "static", "login", "logout", "plugin", "plugins", "users", "account",
-     "settings", "system", "health", "admin"}
-)  # fmt: skip
 MODERN_PROTOCOL = 2
 
 

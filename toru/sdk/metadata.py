@@ -6,31 +6,35 @@ constructs fine here is never rejected by Toru for its id or route.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import attrs
 
+from toru.plugins.naming import ID_PATTERN, ID_RULE, RESERVED_ROUTES
+
 PROTOCOL_VERSION = 2
 """The protocol the SDK speaks: one long-lived, multiplexed connection (PROTOCOL-FACTS)."""
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_ID_RULE = "1 to 64 letters, digits, '-' or '_', starting with a letter or digit"
-
 
 def _check_id(_: object, __: attrs.Attribute[str], value: object) -> None:
-    if not isinstance(value, str) or not _ID.fullmatch(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise ValueError(
-            f"plugin id {value!r} is invalid: use {_ID_RULE} (no spaces, dots or slashes)"
+            f"plugin id {value!r} is invalid: use {ID_RULE} (no spaces, dots or slashes)"
         )
 
 
 def _check_route(_: object, __: attrs.Attribute[str], value: object) -> None:
-    if not isinstance(value, str) or not value.startswith("/") or not _ID.fullmatch(value[1:]):
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or not ID_PATTERN.fullmatch(value[1:])
+    ):
         raise ValueError(
-            f"plugin route {value!r} is invalid: it must be '/' followed by {_ID_RULE}, "
+            f"plugin route {value!r} is invalid: it must be '/' followed by {ID_RULE}, "
             "like '/hello'"
         )
+    if value[1:].lower() in RESERVED_ROUTES:
+        raise ValueError(f"plugin route {value!r} is reserved for Toru's own pages")
 
 
 def _check_text(_: object, attribute: attrs.Attribute[str], value: object) -> None:

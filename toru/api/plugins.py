@@ -1,0 +1,88 @@
+"""``/api/plugins``: list plugins, enable/disable/restart them, rescan, read events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, jsonify
+
+from toru.api.auth import query_int
+from toru.api.errors import ApiError
+from toru.api.guards import admin_required, current_identity, login_required
+from toru.plugins.supervisor import PluginError, Supervisor
+
+#: What every logged-in user may see of a plugin: enough for the sidebar, nothing internal.
+PUBLIC_FIELDS = ("id", "name", "version", "author", "icon", "route", "enabled", "running",
+                 "health", "state")  # fmt: skip
+
+
+def public_view(status: dict[str, Any]) -> dict[str, Any]:
+    return {name: status[name] for name in PUBLIC_FIELDS}
+
+
+def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
+    bp = Blueprint("plugins", __name__, url_prefix="/api/plugins")
+
+    def status_or_error(plugin_id: str) -> dict[str, Any]:
+        try:
+            return supervisor.status(plugin_id)
+        except PluginError as error:
+            raise ApiError(error.status, str(error)) from None
+
+    @bp.get("")
+    @login_required
+    async def list_plugins() -> Response:
+        statuses = supervisor.statuses()
+        if current_identity().is_admin:
+            return jsonify({"plugins": statuses, "rejected": supervisor.rejected()})
+        return jsonify({"plugins": [public_view(s) for s in statuses if s["enabled"]]})
+
+    @bp.get("/<plugin_id>")
+    @login_required
+    async def get_plugin(plugin_id: str) -> Response:
+        status = status_or_error(plugin_id)
+        if current_identity().is_admin:
+            return jsonify(status)
+        if not status["enabled"]:
+            raise ApiError(404, f"no plugin with id {plugin_id!r}")
+        return jsonify(public_view(status))
+
+    async def transition(action: str, plugin_id: str) -> Response:
+        try:
+            status = await getattr(supervisor, action)(plugin_id)
+        except PluginError as error:
+            raise ApiError(error.status, str(error)) from None
+        return jsonify(status)
+
+    @bp.post("/<plugin_id>/enable")
+    @admin_required
+    async def enable(plugin_id: str) -> Response:
+        return await transition("enable", plugin_id)
+
+    @bp.post("/<plugin_id>/disable")
+    @admin_required
+    async def disable(plugin_id: str) -> Response:
+        return await transition("disable", plugin_id)
+
+    @bp.post("/<plugin_id>/restart")
+    @admin_required
+    async def restart(plugin_id: str) -> Response:
+        return await transition("restart", plugin_id)
+
+    @bp.post("/rescan")
+    @admin_required
+    async def rescan() -> Response:
+        await supervisor.rescan()
+        return jsonify({"plugins": supervisor.statuses(), "rejected": supervisor.rejected()})
+
+    @bp.get("/<plugin_id>/events")
+    @admin_required
+    async def events(plugin_id: str) -> Response:
+        status_or_error(plugin_id)
+        limit = query_int("limit", 100, low=1, high=1000)
+        before = query_int("before", 2**62, low=1, high=2**62)
+        return jsonify(
+            {"events": await supervisor.events.list(plugin_id, limit=limit, before=before)}
+        )
+
+    return bp
