@@ -21,6 +21,7 @@ import attrs
 import pytest
 import trio
 
+from toru.plugins.build import TORU_FILES
 from toru.plugins.framing import HEADER, FramedStream
 
 REPO = Path(__file__).resolve().parents[2]
@@ -303,15 +304,15 @@ async def test_sdk_imports_no_server_dependency() -> None:
 
 
 async def test_example_runs_from_only_the_files_a_packaged_plugin_carries(tmp_path: Path) -> None:
-    """With only toru/__init__, toru/plugins/{__init__,framing} and toru/sdk/, the example runs."""
+    """With only the parts of toru a packaged plugin carries (build.TORU_FILES), it runs."""
     root = tmp_path / "bundle"
-    (root / "toru" / "plugins").mkdir(parents=True)
-    shutil.copy(REPO / "toru" / "__init__.py", root / "toru")
-    for name in ("__init__.py", "framing.py"):
-        shutil.copy(REPO / "toru" / "plugins" / name, root / "toru" / "plugins")
-    shutil.copytree(
-        REPO / "toru" / "sdk", root / "toru" / "sdk", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for relative in TORU_FILES:
+        source, target = REPO / "toru" / relative, root / "toru" / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
     shutil.copy(EXAMPLE, root / "plugin.py")
     result = await trio.run_process(
         [sys.executable, str(root / "plugin.py"), "--metadata"],

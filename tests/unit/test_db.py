@@ -15,8 +15,11 @@ import trio
 from toru.db import BUSY_TIMEOUT_MS, Database, DatabaseError, ensure_instance_id, migrate
 from toru.migrations import MIGRATIONS, Migration
 
+#: The current schema version, and the number a test's synthetic migration takes.
+CURRENT = MIGRATIONS[-1].version
+NEXT = CURRENT + 1
 NOTES = Migration(
-    2,
+    NEXT,
     "notes",
     """
     CREATE TABLE notes (
@@ -92,14 +95,14 @@ async def test_opening_twice_is_idempotent(tmp_path: Path) -> None:
 
 
 async def test_existing_database_gets_new_migration(tmp_path: Path) -> None:
-    """A database at version 1 is brought to version 2 with its data intact."""
+    """A database at the current version gets a newer migration, with its data intact."""
     async with Database.open(db_path(tmp_path)) as db:
         await put_setting(db, "kept", "yes")
-        assert await query(db, "SELECT max(version) FROM schema_migrations") == [(1,)]
+        assert await query(db, "SELECT max(version) FROM schema_migrations") == [(CURRENT,)]
 
     async with Database.open(db_path(tmp_path), [*MIGRATIONS, NOTES]) as db:
         versions = await query(db, "SELECT version, name FROM schema_migrations ORDER BY version")
-        assert versions == [(1, MIGRATIONS[0].name), (2, "notes")]
+        assert versions == [*((m.version, m.name) for m in MIGRATIONS), (NEXT, "notes")]
         assert await query(db, "SELECT body FROM notes") == [("first note",)]
         assert await query(db, "SELECT value FROM settings WHERE key = 'kept'") == [("yes",)]
 
@@ -107,7 +110,7 @@ async def test_existing_database_gets_new_migration(tmp_path: Path) -> None:
 async def test_failing_migration_rolls_back_completely(tmp_path: Path) -> None:
     """A migration that fails half-way leaves no trace and the version unchanged."""
     broken = Migration(
-        2,
+        NEXT,
         "half done",
         """
         CREATE TABLE half (x INTEGER);
@@ -118,13 +121,15 @@ async def test_failing_migration_rolls_back_completely(tmp_path: Path) -> None:
     async with Database.open(db_path(tmp_path)) as db:
         await put_setting(db, "kept", "yes")
 
-    with pytest.raises(DatabaseError, match=r"^migration 2 \(half done\) failed: .*no_such_table"):
+    with pytest.raises(
+        DatabaseError, match=rf"^migration {NEXT} \(half done\) failed: .*no_such_table"
+    ):
         async with Database.open(db_path(tmp_path), [*MIGRATIONS, broken]):
             pytest.fail("a database whose migration failed must not be handed out")
 
     async with Database.open(db_path(tmp_path)) as db:
         assert "half" not in await tables(db)
-        assert await query(db, "SELECT max(version) FROM schema_migrations") == [(1,)]
+        assert await query(db, "SELECT max(version) FROM schema_migrations") == [(CURRENT,)]
         assert await query(db, "SELECT key FROM settings") == [("kept",)]
 
 
@@ -133,7 +138,9 @@ async def test_newer_database_is_refused(tmp_path: Path) -> None:
     async with Database.open(db_path(tmp_path), [*MIGRATIONS, NOTES]):
         pass
 
-    with pytest.raises(DatabaseError, match=r"schema version 2, newer than this Toru knows \(1\)"):
+    with pytest.raises(
+        DatabaseError, match=rf"schema version {NEXT}, newer than this Toru knows \({CURRENT}\)"
+    ):
         async with Database.open(db_path(tmp_path)):
             pytest.fail("a database from a newer Toru must not be handed out")
 
@@ -287,6 +294,6 @@ async def test_error_that_already_rolled_back_reaches_caller(tmp_path: Path) -> 
 
 async def test_migration_with_statements_on_one_line(tmp_path: Path) -> None:
     """A migration may put several statements on one line; each is applied."""
-    one_line = Migration(2, "one line", "CREATE TABLE a (x); CREATE TABLE b (y);")
+    one_line = Migration(NEXT, "one line", "CREATE TABLE a (x); CREATE TABLE b (y);")
     async with Database.open(db_path(tmp_path), [*MIGRATIONS, one_line]) as db:
         assert {"a", "b"} <= await tables(db)
