@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -67,15 +68,25 @@ def alive(pid: int | None) -> bool:
 
 
 async def eventually(
-    predicate: Callable[[], bool], *, within: float, what: str, poll: float = 0.02
+    predicate: Callable[[], bool | Awaitable[bool]],
+    *,
+    within: float,
+    what: str,
+    poll: float = 0.02,
 ) -> None:
-    """Wait until *predicate()* holds, failing after *within* seconds.
+    """Wait until *predicate()* (sync or async) holds, failing after *within* seconds.
 
-    For state outside this process (another process's life, a file it writes),
-    where there is no event to wait on: the deadline bounds the polling.
+    For state outside this process (another process's life, a file it writes,
+    a server's API), where there is no event to wait on: the deadline bounds
+    the polling.
     """
+
+    async def holds() -> bool:
+        result = predicate()
+        return await result if inspect.isawaitable(result) else result
+
     with trio.move_on_after(within):
-        while not predicate():  # noqa: ASYNC110 - no event exists for another process's state
+        while not await holds():  # noqa: ASYNC110 - no event for another process's state
             await trio.sleep(poll)
         return
     raise AssertionError(f"waited {within} s for {what}; it did not happen")
