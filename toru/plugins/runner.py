@@ -275,6 +275,8 @@ class PluginRunner:
         reasons: list[str] = []
         ready_at: float | None = None
         channel: PluginChannel | None = None
+        #: Every connection opened in this run, closed at its end even if never ready.
+        opened: list[PluginChannel] = []
 
         def finish(reason: str) -> None:
             if not reasons:
@@ -300,7 +302,7 @@ class PluginRunner:
             nursery.start_soon(watch_process, name=f"{prefix}:process")
             try:
                 try:
-                    channel = await self._open_channel(child, exited, nursery, finish)
+                    channel = await self._open_channel(child, exited, nursery, finish, opened)
                 except _ProcessEnded:
                     pass
                 except (TimeoutError, ConnectionLost, OSError, trio.BrokenResourceError) as exc:
@@ -319,7 +321,7 @@ class PluginRunner:
                     if self.metadata.modern:
                         nursery.start_soon(self._pinger, channel, finish, name=f"{prefix}:pinger")
                 await ended.wait()
-                if not exited.is_set():
+                if not exited.is_set() and reasons[0].startswith("connection lost"):
                     # A dying process closes its socket a moment before it is reaped: give
                     # it that moment, so a kill -9 reads as the crash it is.
                     with trio.move_on_after(0.5):
@@ -337,8 +339,8 @@ class PluginRunner:
                 if child.returncode is None:
                     await self._stop_child(child, reasons[0] if reasons else "stopped", channel)
                 with trio.move_on_after(5, shield=True):
-                    if channel is not None:
-                        await channel.aclose()
+                    for connection in opened:
+                        await connection.aclose()
                     await child.stdout.aclose()
                     await child.stderr.aclose()
                 self.channel = None
@@ -352,6 +354,7 @@ class PluginRunner:
         exited: trio.Event,
         nursery: trio.Nursery,
         finish: Callable[[str], None],
+        opened: list[PluginChannel],
     ) -> PluginChannel:
         stream = await self.connect(
             self.socket_path, self.metadata, exited.is_set, self.timing.ready_timeout
@@ -366,6 +369,7 @@ class PluginRunner:
         connection = PluginConnection(
             FramedStream(stream, limit=self.max_frame), self.plugin_id, self.kv_handler
         )
+        opened.append(connection)
 
         async def read() -> None:
             # Shielded like the pumps: the shutdown message and the plugin's last KV
