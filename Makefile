@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install clean
+.PHONY: run test lint format install examples clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The example plugins, built into ./plugins and enabled on first use (an existing
+# plugins/.metadata/config.json, i.e. your own choices, is left alone).
+plugins/hello-plugin-python.binary: $(STAMP) $(wildcard examples/hello-plugin-python/*) $(wildcard toru/sdk/*.py)
+	$(BIN)/toru plugin build examples/hello-plugin-python -o plugins
+
+examples: plugins/hello-plugin-python.binary
+	@if command -v cargo >/dev/null; then \
+		examples/hello-plugin-rust/build.sh plugins || echo "could not build the Rust example; skipping it"; \
+	else echo "cargo not found: skipping the Rust example"; fi
+	@test -f plugins/.metadata/config.json || { mkdir -p plugins/.metadata && \
+		printf '{"plugins": {"hello-plugin-python": true, "hello-plugin-rust": true}}\n' \
+		> plugins/.metadata/config.json; }
+
 # Serves on 127.0.0.1:3000 (STEERING_PORT/STEERING_HOST change that). Without ADMIN_PASSWORD
 # in the environment, a fresh one is generated for this run and printed.
-run: $(STAMP)
+run: $(STAMP) examples
 	@if [ -z "$$ADMIN_PASSWORD" ]; then \
 		ADMIN_PASSWORD="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))')"; \
 		export ADMIN_PASSWORD; \
