@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import argon2
+import attrs
 import httpx
 import trio
 
 from toru.auth.passwords import PasswordHasher
 from toru.config import Settings
+from toru.plugins.framing import FramedStream
 
 ADMIN_PASSWORD = "correct horse battery"
 JSON = {"Content-Type": "application/json"}
@@ -54,6 +56,67 @@ def client(base_url: str) -> httpx.AsyncClient:
 
 async def login(http: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
     return await http.post("/api/auth/login", json={"username": username, "password": password})
+
+
+@attrs.frozen
+class RunningPlugin:
+    process: trio.Process
+    socket: Path
+
+
+@asynccontextmanager
+async def running_plugin(
+    binary: Path, socket: Path, plugin_id: str, instance_id: str
+) -> AsyncIterator[RunningPlugin]:
+    """A plugin process with its socket at *socket*; killed and reaped on the way out."""
+    env = {
+        **os.environ,
+        "TORU_PLUGIN_SOCKET": str(socket),
+        "TORU_PLUGIN_ID": plugin_id,
+        "TORU_INSTANCE_ID": instance_id,
+    }
+    process = await trio.lowlevel.open_process([str(binary)], env=env, stdin=subprocess.DEVNULL)
+    try:
+        yield RunningPlugin(process, socket)
+    finally:
+        with trio.move_on_after(5, shield=True):
+            if process.poll() is None:
+                process.kill()
+            await process.wait()
+
+
+@asynccontextmanager
+async def plugin_connection(plugin: RunningPlugin) -> AsyncIterator[FramedStream]:
+    """A new connection to the plugin, retried until it listens (5 s at most)."""
+    with trio.fail_after(5):
+        while True:
+            if plugin.process.poll() is not None:
+                raise AssertionError(f"plugin exited with {plugin.process.returncode}")
+            try:
+                stream = await trio.open_unix_socket(str(plugin.socket))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                await trio.sleep(0.01)  # not listening yet: poll, under the deadline above
+    framed = FramedStream(stream)
+    try:
+        yield framed
+    finally:
+        with trio.move_on_after(1, shield=True):
+            await framed.aclose()
+
+
+def leftover_processes(marker: str) -> list[str]:
+    """Command lines of live processes (other than this one) that mention *marker*."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(cmdline)
+    return found
 
 
 def alive(pid: int | None) -> bool:

@@ -11,6 +11,7 @@ import attrs
 import pytest
 import trio
 
+from tests.support import leftover_processes
 from toru.plugins.discovery import Discovered, Fingerprint, accepted, scan
 
 
@@ -41,20 +42,6 @@ def prints(text: str, *, counter: Path | None = None) -> str:
 def runs(counter: Path) -> int:
     """How many times a counting plugin's --metadata ran."""
     return len(counter.read_text().splitlines()) if counter.exists() else 0
-
-
-def leftover_processes(marker: str) -> list[str]:
-    """Command lines of live processes that mention *marker*."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if marker in cmdline:
-                found.append(cmdline)
-    return found
 
 
 #: file name -> the exact reason it is rejected with.

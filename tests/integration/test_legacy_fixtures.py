@@ -7,11 +7,8 @@ must keep reproducing the old dialects, including the Rust SDK's frame-discardin
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import attrs
 import pytest
 import trio
 
+from tests.support import RunningPlugin, plugin_connection, running_plugin
 from toru.plugins.framing import FramedStream, encode_frame
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -43,12 +41,6 @@ RUST = LegacyPlugin(FIXTURES / "legacy_rust_dialect.binary", "legacy-rust-dialec
 @pytest.fixture(params=[PYTHON, RUST], ids=["python", "rust-dialect"])
 def legacy(request: pytest.FixtureRequest) -> LegacyPlugin:
     return request.param
-
-
-@attrs.frozen
-class Running:
-    process: trio.Process
-    socket: Path
 
 
 def now() -> str:
@@ -104,49 +96,15 @@ def http_reply(message: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
     return payload["status"], payload["headers"], json.loads(payload["body"])
 
 
-@asynccontextmanager
-async def spawned(fixture: LegacyPlugin, tmp_path: Path) -> AsyncIterator[Running]:
+def spawned(fixture: LegacyPlugin, tmp_path: Path) -> AbstractAsyncContextManager[RunningPlugin]:
     """The fixture running with its socket in *tmp_path*; killed and reaped on the way out."""
-    socket = tmp_path / "plugin.sock"
-    env = {
-        **os.environ,
-        "TORU_PLUGIN_SOCKET": str(socket),
-        "TORU_PLUGIN_ID": fixture.plugin_id,
-        "TORU_INSTANCE_ID": INSTANCE_ID,
-    }
-    process = await trio.lowlevel.open_process(
-        [str(fixture.binary)], env=env, stdin=subprocess.DEVNULL
-    )
-    try:
-        yield Running(process, socket)
-    finally:
-        with trio.move_on_after(5, shield=True):
-            if process.poll() is None:
-                process.kill()
-            await process.wait()
+    return running_plugin(fixture.binary, tmp_path / "plugin.sock", fixture.plugin_id, INSTANCE_ID)
 
 
-@asynccontextmanager
-async def connection(plugin: Running) -> AsyncIterator[FramedStream]:
-    """A new connection to the plugin, retried until it listens (5 s at most)."""
-    with trio.fail_after(5):
-        while True:
-            if plugin.process.poll() is not None:
-                raise AssertionError(f"plugin exited with {plugin.process.returncode}")
-            try:
-                stream = await trio.open_unix_socket(str(plugin.socket))
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                await trio.sleep(0.01)  # not listening yet: poll, under the deadline above
-    framed = FramedStream(stream)
-    try:
-        yield framed
-    finally:
-        with trio.move_on_after(1, shield=True):
-            await framed.aclose()
+connection = plugin_connection
 
 
-async def send_init(plugin: Running) -> None:
+async def send_init(plugin: RunningPlugin) -> None:
     """Init as Toru sends it to a legacy plugin: its own connection (connect, write, close)."""
     async with connection(plugin) as framed:
         await framed.send(init_message(plugin.socket))
@@ -166,7 +124,7 @@ async def assert_silent(framed: FramedStream) -> None:
     assert waited.cancelled_caught, f"expected no answer, got {message!r}"
 
 
-async def exchange(plugin: Running, request: dict[str, Any]) -> dict[str, Any]:
+async def exchange(plugin: RunningPlugin, request: dict[str, Any]) -> dict[str, Any]:
     """One legacy exchange: a fresh connection, the request, its reply, close."""
     async with connection(plugin) as framed:
         await framed.send(request)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import run_toru
+from tests.support import leftover_processes, run_toru
 
 METADATA = '{"id": "broken", "name": "Broken", "version": "1", "route": "/broken"}'
 MODERN = '{"id": "broken", "name": "Broken", "version": "1", "route": "/broken", "protocol": 2}'
@@ -35,20 +35,6 @@ def python_plugin(tmp_path: Path, metadata: str, main: str) -> Path:
         """
     ).format(metadata=metadata) + textwrap.dedent(main)
     return make(tmp_path, f"#!{sys.executable}\n{code}")
-
-
-def leftover_processes(marker: str) -> list[str]:
-    """Command lines of live processes that mention *marker* (our temp dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if marker in cmdline:
-                found.append(cmdline)
-    return found
 
 
 async def check(binary: Path) -> tuple[int, list[str], float]:

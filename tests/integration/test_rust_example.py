@@ -13,7 +13,7 @@ import shutil
 import stat
 import subprocess
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import attrs
 import pytest
 import trio
 
-from tests.support import run_toru
+from tests.support import RunningPlugin, plugin_connection, run_toru, running_plugin
 from toru.plugins.framing import HEADER, FramedStream
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-plugin-rust"
@@ -158,54 +158,16 @@ def clean_reply(message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return payload["status"], json.loads(payload["body"])
 
 
-@attrs.frozen
-class Running:
-    process: trio.Process
-    socket: Path
-
-
-@asynccontextmanager
-async def spawned(binary: Path, tmp_path: Path) -> AsyncIterator[Running]:
+def spawned(binary: Path, tmp_path: Path) -> AbstractAsyncContextManager[RunningPlugin]:
     """The plugin running with its socket in *tmp_path*; killed and reaped on the way out."""
-    socket = tmp_path / "plugin.sock"
-    env = {
-        **os.environ,
-        "TORU_PLUGIN_SOCKET": str(socket),
-        "TORU_PLUGIN_ID": PLUGIN_ID,
-        "TORU_INSTANCE_ID": INSTANCE_ID,
-    }
-    process = await trio.lowlevel.open_process([str(binary)], env=env, stdin=subprocess.DEVNULL)
-    try:
-        yield Running(process, socket)
-    finally:
-        with trio.move_on_after(5, shield=True):
-            if process.poll() is None:
-                process.kill()
-            await process.wait()
+    return running_plugin(binary, tmp_path / "plugin.sock", PLUGIN_ID, INSTANCE_ID)
+
+
+connection = plugin_connection
 
 
 @asynccontextmanager
-async def connection(plugin: Running) -> AsyncIterator[FramedStream]:
-    """A new connection to the plugin, retried until it listens (5 s at most)."""
-    with trio.fail_after(5):
-        while True:
-            if plugin.process.poll() is not None:
-                raise AssertionError(f"plugin exited with {plugin.process.returncode}")
-            try:
-                stream = await trio.open_unix_socket(str(plugin.socket))
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                await trio.sleep(0.01)  # not listening yet: poll, under the deadline above
-    framed = FramedStream(stream)
-    try:
-        yield framed
-    finally:
-        with trio.move_on_after(1, shield=True):
-            await framed.aclose()
-
-
-@asynccontextmanager
-async def session(binary: Path, tmp_path: Path) -> AsyncIterator[tuple[Running, Host]]:
+async def session(binary: Path, tmp_path: Path) -> AsyncIterator[tuple[RunningPlugin, Host]]:
     """The plugin started, connected once (long-lived) and initialised, as Toru does."""
     async with spawned(binary, tmp_path) as plugin, connection(plugin) as framed:
         host = Host(framed)
