@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -320,3 +321,47 @@ async def test_passes_the_conformance_checker(binary: Path) -> None:
     assert status == 0, stdout
     assert "pong in" in stdout
     assert "the plugin is usable" in stdout
+
+
+async def test_runs_under_the_supervisor(binary: Path, tmp_path: Path) -> None:
+    """The supervisor starts the Rust example (modern mode, pinged), crash-restarts, stops it."""
+    from tests.support import alive, eventually
+    from toru.db import Database
+    from toru.plugins.events import EventLog
+    from toru.plugins.runner import Timing
+    from toru.plugins.supervisor import Supervisor
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    shutil.copy2(binary, plugins / binary.name)
+    async with Database.open(tmp_path / "toru.db") as db, trio.open_nursery() as nursery:
+        supervisor = Supervisor(
+            plugins,
+            EventLog(db),
+            INSTANCE_ID,
+            timing=Timing(ping_interval=0.2),
+            rescan_interval=3600,
+        )
+        await nursery.start(supervisor.run)
+        status = await supervisor.enable(PLUGIN_ID)
+        assert (status["state"], status["health"], status["mode"]) == (
+            "running",
+            "healthy",
+            "modern",
+        )
+        first = status["pid"]
+        os.kill(first, signal.SIGKILL)
+        await eventually(
+            lambda: (
+                supervisor.status(PLUGIN_ID)["pid"] not in (None, first)
+                and supervisor.status(PLUGIN_ID)["state"] == "running"
+            ),
+            within=5,
+            what="the Rust example restarted",
+        )
+        second = supervisor.status(PLUGIN_ID)["pid"]
+        await supervisor.disable(PLUGIN_ID)
+        assert not alive(second)
+        stopped = [e for e in await supervisor.events.list(PLUGIN_ID) if e["event"] == "stopped"]
+        assert stopped[0]["details"]["how"] == "shutdown message"
+        nursery.cancel_scope.cancel()
