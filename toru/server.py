@@ -111,6 +111,21 @@ async def serve_http(
         done.set()
 
 
+async def run_supervisor(
+    supervisor: Supervisor,
+    scope: trio.CancelScope,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[Supervisor],
+) -> None:
+    """The supervisor in a scope of its own, so the server can stop it before the rest."""
+    try:
+        with scope:
+            await supervisor.run(task_status=task_status)
+    finally:
+        done.set()
+
+
 async def serve(
     settings: Settings,
     *,
@@ -140,7 +155,18 @@ async def serve(
                 instance_id=instance_id,
                 log_dir=settings.log_dir,
             )
-            await nursery.start(supervisor.run, name="supervisor")
+            supervisor_scope = trio.CancelScope()
+            supervisor_done = trio.Event()
+            try:
+                await nursery.start(
+                    run_supervisor, supervisor, supervisor_scope, supervisor_done,
+                    name="supervisor",
+                )  # fmt: skip
+            except OSError as error:
+                raise StartupError(
+                    f"cannot prepare the plugins directory {settings.plugins_dir}: "
+                    f"{error.strerror or error}; fix it or point TORU_PLUGINS_DIR elsewhere"
+                ) from error
             http_done = trio.Event()
             try:
                 urls = await nursery.start(
@@ -161,5 +187,9 @@ async def serve(
             # the margin covers its own clean-up. Then the rest of the tree is cancelled.
             with trio.move_on_after(GRACEFUL_TIMEOUT + 2):
                 await http_done.wait()
+            # Then the plugins, each through its own ladder, while the signal watcher still
+            # listens (a second signal must not find the default handler back).
+            supervisor_scope.cancel()
+            await supervisor_done.wait()
             nursery.cancel_scope.cancel()
     log.info("toru stopped")

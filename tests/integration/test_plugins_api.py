@@ -168,3 +168,68 @@ async def test_enable_restart_and_errors_through_the_api(tmp_path: Path, plugins
             "hello-plugin-python",
             "legacy-rust-dialect",
         }
+
+
+DIES = (
+    "#!/bin/sh\n"
+    'if [ "$1" = --metadata ]; then echo \'{"id":"dies","name":"D","version":"1",'
+    '"route":"/dies"}\'; exit 0; fi\necho "no config" >&2\nexit 3\n'
+)
+
+
+async def test_enable_that_cannot_start_is_409_with_the_reason(tmp_path: Path) -> None:
+    """Enabling a plugin that dies at once answers 409 with why; it stays enabled, in backoff."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "dies.binary").write_text(DIES)
+    (plugins / "dies.binary").chmod(0o755)
+    async with server_process(tmp_path) as server, client(await server.start()) as http:
+        await login(http, "admin", ADMIN_PASSWORD)
+        response = await http.post("/api/plugins/dies/enable")
+        assert response.status_code == 409
+        body = response.json()
+        assert body["error"] == (
+            "plugin 'dies' is enabled but did not start: exited 3 before it was ready; "
+            "it is retried with backoff"
+        )
+        assert (body["plugin"]["enabled"], body["plugin"]["state"]) == (True, "backoff")
+        events = (await http.get("/api/plugins/dies/events")).json()["events"]
+        crash = next(e for e in events if e["event"] == "crashed")
+        assert crash["details"]["stderr_tail"] == ["no config"]
+
+
+STUBBORN = """\
+import json, os, signal, socket, sys
+if sys.argv[1:] == ["--metadata"]:
+    print(json.dumps({"id": "stubborn", "name": "S", "version": "1", "route": "/stubborn"}))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+server = socket.socket(socket.AF_UNIX)
+server.bind(os.environ["TORU_PLUGIN_SOCKET"])
+server.listen()
+while True:
+    connection, _ = server.accept()
+    connection.recv(65536)
+    connection.close()
+"""
+
+
+async def test_a_second_sigterm_during_plugin_shutdown_still_ends_cleanly(tmp_path: Path) -> None:
+    """SIGTERM twice while a stubborn plugin is being stopped: status 0, the plugin gone."""
+    plugins = tmp_path / "plugins"
+    (plugins / ".metadata").mkdir(parents=True)
+    (plugins / "stubborn.binary").write_text(f"#!{sys.executable}\n{STUBBORN}")
+    (plugins / "stubborn.binary").chmod(0o755)
+    (plugins / ".metadata" / "config.json").write_text('{"plugins": {"stubborn": true}}')
+    async with server_process(tmp_path) as server:
+        async with client(await server.start()) as http:
+            await login(http, "admin", ADMIN_PASSWORD)
+            pid = (await plugin_list(http))["stubborn"]["pid"]
+        server.send(signal.SIGTERM)
+        await eventually(
+            lambda: "stopping" in server.log_file.read_text(), within=5, what="plugin stopping"
+        )
+        server.send(signal.SIGTERM)
+        assert await server.wait(15) == 0
+    assert not alive(pid)
+    assert "toru stopped" in server.log_file.read_text()

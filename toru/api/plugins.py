@@ -57,7 +57,17 @@ def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
     @bp.post("/<plugin_id>/enable")
     @admin_required
     async def enable(plugin_id: str) -> Response:
-        return await transition("enable", plugin_id)
+        response = await transition("enable", plugin_id)
+        status = await response.get_json()
+        if status["state"] != "running":
+            # Enabled (and retried with backoff), but it did not come up: say why.
+            raise ApiError(
+                409,
+                f"plugin {plugin_id!r} is enabled but did not start: {status['last_error']}; "
+                "it is retried with backoff",
+                plugin=status,
+            )
+        return response
 
     @bp.post("/<plugin_id>/disable")
     @admin_required

@@ -189,15 +189,20 @@ async def stop(
     start = trio.current_time()
 
     def report(rung: str) -> StopReport:
-        return StopReport(child.returncode or 0, rung, trio.current_time() - start)
+        # Not reaped even after SIGKILL (should not happen): say SIGKILL, never "exited 0".
+        code = child.returncode if child.returncode is not None else -signal.SIGKILL
+        return StopReport(code, rung, trio.current_time() - start)
 
     with trio.move_on_after(ask_grace + term_grace + 5, shield=True):
         if child.returncode is None and ask is not None:
             with trio.move_on_after(ask_grace):
-                # A broken socket only means the polite rung failed: escalate.
-                with contextlib.suppress(Exception):
+                try:
                     await ask()
-                await child.wait()
+                    asked = True
+                except Exception:  # the polite rung failed (socket gone): escalate at once
+                    asked = False
+                if asked:
+                    await child.wait()
         if child.returncode is not None:
             return report("asked")
         child.signal_group(signal.SIGTERM)

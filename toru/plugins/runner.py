@@ -218,7 +218,6 @@ class PluginRunner:
             self.generation += 1
             self._set(State.STARTING, healthy=False)
             reason, ran_for = await self._run_once(report)
-            report()
             if ran_for is not None and ran_for >= self.timing.healthy_reset:
                 self.failures = 0
             self.failures += 1
@@ -229,16 +228,18 @@ class PluginRunner:
                 self._set(State.FAILED, pid=None, last_error=message, healthy=False)
                 return
             delay = self.timing.backoff(self.failures)
+            self._set(State.BACKOFF, pid=None, started_at=None, healthy=False)
+            report()  # a failed first start: enable answers now, with the reason
             await self.events.record(
                 self.plugin_id, "backoff", delay=delay, attempt=self.failures, reason=reason
             )
-            self._set(State.BACKOFF, pid=None)
             await trio.sleep(delay)
 
     async def _run_once(self, report: Callable[[], None]) -> tuple[str, float | None]:
         """One life of the process; returns why it ended and how long it was ready."""
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()  # a stale socket from a killed run
+        self.stderr_tail.clear()  # a crash dossier speaks of its own run only
         env = plugin_environment(
             {
                 "TORU_PLUGIN_SOCKET": str(self.socket_path),
@@ -495,7 +496,7 @@ class PluginRunner:
             "restart_count": max(0, self.generation - 1),
             "failures_in_a_row": self.failures,
             "last_error": self.last_error,
-            "started_at": self.started_at,
+            "started_at": self.started_at if self.state is State.RUNNING else None,
             "healthy": self.healthy,
             "mode": "modern" if self.metadata.modern else "legacy",
             "socket": str(self.socket_path),

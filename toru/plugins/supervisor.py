@@ -125,8 +125,10 @@ class Supervisor:
 
     async def rescan(self) -> list[Discovered]:
         """Scan now; start new enabled plugins, reload changed ones, stop removed ones."""
+        before = {(k, v.fingerprint) for k, v in accepted(self.found.values()).items()}
         await self._scan()
         current = accepted(self.found.values())
+        after = {(k, v.fingerprint) for k, v in current.items()}
         async with trio.open_nursery() as nursery:
             for plugin_id, runner in list(self.runners.items()):
                 item = current.get(plugin_id)
@@ -137,7 +139,10 @@ class Supervisor:
             for plugin_id in current:
                 if self.enablement.enabled(plugin_id) and plugin_id not in self.runners:
                     nursery.start_soon(self._start_locked, plugin_id)
-        self._broadcast_all()
+        # Plugins that appeared, changed or went: subscribers hear of them (runners speak
+        # for themselves when their state changes).
+        for plugin_id in {plugin_id for plugin_id, _ in before ^ after}:
+            self._broadcast(plugin_id)
         return list(self.found.values())
 
     async def _stop_removed(self, plugin_id: str) -> None:
@@ -230,6 +235,10 @@ class Supervisor:
     async def _run_runner(
         self, runner: PluginRunner, *, task_status: trio.TaskStatus[PluginRunner]
     ) -> None:
+        # A runner outlives the request that enabled it: its log lines carry its plugin
+        # id, not that request's id.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(plugin_id=runner.plugin_id)
         await runner.run(task_status=task_status)
         if runner.state is State.FAILED:
             # Ten failures in a row: disabled, with the reason kept on the runner.
@@ -237,11 +246,14 @@ class Supervisor:
             self._changed(runner)
 
     async def _stop_runner(self, plugin_id: str) -> None:
-        runner = self.runners.pop(plugin_id, None)
+        runner = self.runners.get(plugin_id)
         if runner is None:
             return
+        # Listed (as "stopping") until its process is reaped, then gone.
         runner.cancel()
         await runner.finished.wait()
+        if self.runners.get(plugin_id) is runner:
+            del self.runners[plugin_id]
         self._broadcast(plugin_id)
 
     # -- status --------------------------------------------------------------------------
@@ -325,10 +337,6 @@ class Supervisor:
                 self._subscribers.discard(channel)
             except trio.ClosedResourceError:
                 self._subscribers.discard(channel)
-
-    def _broadcast_all(self) -> None:
-        for plugin_id in accepted(self.found.values()):
-            self._broadcast(plugin_id)
 
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
