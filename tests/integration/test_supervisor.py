@@ -359,3 +359,30 @@ async def test_stopping_the_supervisor_stops_every_plugin(plugins: Path, tmp_pat
         assert trio.current_time() - started < 2
     assert not any(alive(pid) for pid in pids)
     assert not supervisor.socket_dir.exists()
+
+
+class BrokenEvents(EventLog):
+    """An event log whose database fails when a plugin becomes ready."""
+
+    async def record(self, plugin_id: str, event: str, **details: Any) -> None:
+        if event == "ready":
+            raise RuntimeError("disk I/O error")
+        await super().record(plugin_id, event, **details)
+
+
+async def test_a_failing_runner_is_contained(plugins: Path, tmp_path: Path) -> None:
+    """An unexpected error inside one runner stops that plugin, not the supervisor or others."""
+    sdk_plugin(plugins, "unlucky")
+    async with Database.open(tmp_path / "toru.db") as db, trio.open_nursery() as nursery:
+        supervisor = Supervisor(plugins, BrokenEvents(db), "i", timing=FAST)
+        await nursery.start(supervisor.run)
+        await supervisor.enable("unlucky")
+        await eventually(
+            lambda: not supervisor.status("unlucky")["enabled"], within=5, what="disabled"
+        )
+        status = supervisor.status("unlucky")
+        assert status["state"] == "failed"
+        assert "internal error in Toru's runner" in status["last_error"]
+        started = [e for e in await supervisor.events.list("unlucky") if e["event"] == "started"]
+        assert not alive(started[0]["details"]["pid"])
+        nursery.cancel_scope.cancel()

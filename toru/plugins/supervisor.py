@@ -239,7 +239,14 @@ class Supervisor:
         # id, not that request's id.
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(plugin_id=runner.plugin_id)
-        await runner.run(task_status=task_status)
+        try:
+            await runner.run(task_status=task_status)
+        except Exception as exc:
+            # A bug or a broken database in one runner must not take the server down:
+            # its process is already reaped (the run's finally), so mark it and carry on.
+            log.exception("plugin runner failed; the plugin is stopped")
+            runner.state = State.FAILED
+            runner.last_error = f"internal error in Toru's runner: {exc!r}; see the server log"
         if runner.state is State.FAILED:
             # Ten failures in a row: disabled, with the reason kept on the runner.
             await self.enablement.set(runner.plugin_id, False)
