@@ -81,4 +81,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX plugin_events_by_plugin ON plugin_events (plugin_id, id);
         """,
     ),
+    Migration(
+        3,
+        "plugin key-value storage",
+        """
+        CREATE TABLE plugin_kv (
+            plugin_id   TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            value       TEXT NOT NULL,
+            updated_at  REAL NOT NULL,
+            PRIMARY KEY (plugin_id, key)
+        ) WITHOUT ROWID;
+        """,
+    ),
 )

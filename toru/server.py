@@ -34,6 +34,7 @@ from toru.auth.service import AuthService
 from toru.config import Settings
 from toru.db import Database, ensure_instance_id
 from toru.plugins.events import EventLog
+from toru.plugins.kv import KvStore
 from toru.plugins.supervisor import Supervisor
 
 log = structlog.get_logger("toru.server")
@@ -154,6 +155,7 @@ async def serve(
                 events=EventLog(db),
                 instance_id=instance_id,
                 log_dir=settings.log_dir,
+                kv_store=KvStore(db),
             )
             supervisor_scope = trio.CancelScope()
             supervisor_done = trio.Event()

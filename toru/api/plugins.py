@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from quart import Blueprint, Response, jsonify
 
 from toru.api.auth import query_int
-from toru.api.errors import ApiError
+from toru.api.errors import ApiError, json_body
 from toru.api.guards import admin_required, current_identity, login_required
+from toru.plugins.kv import KvError
 from toru.plugins.supervisor import PluginError, Supervisor
 
 #: What every logged-in user may see of a plugin: enough for the sidebar, nothing internal.
@@ -18,6 +20,13 @@ PUBLIC_FIELDS = ("id", "name", "version", "author", "icon", "route", "enabled", 
 
 def public_view(status: dict[str, Any]) -> dict[str, Any]:
     return {name: status[name] for name in PUBLIC_FIELDS}
+
+
+@attrs.frozen
+class KvAction:
+    action: str
+    key: str
+    value: str | None = None
 
 
 def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
@@ -94,5 +103,30 @@ def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
         return jsonify(
             {"events": await supervisor.events.list(plugin_id, limit=limit, before=before)}
         )
+
+    @bp.post("/<plugin_id>/kv")
+    @login_required
+    async def kv(plugin_id: str) -> Response:
+        """The browser side of a plugin's storage: ``{action, key, value?}`` -> ``{value}``."""
+        store = supervisor.kv_store
+        if store is None or not supervisor.is_enabled(plugin_id):
+            raise ApiError(404, f"no enabled plugin with id {plugin_id!r}")
+        body = await json_body(KvAction)
+        try:
+            match body.action.lower():
+                case "get":
+                    return jsonify({"value": await store.get(plugin_id, body.key)})
+                case "set":
+                    if body.value is None:
+                        raise ApiError(400, "set needs a value (a string; store JSON as text)")
+                    await store.set(plugin_id, body.key, body.value)
+                    return jsonify({"value": body.value})
+                case "delete":
+                    await store.delete(plugin_id, body.key)
+                    return jsonify({"value": None})
+                case other:
+                    raise ApiError(400, f"unknown action {other!r}; use get, set or delete")
+        except KvError as error:
+            raise ApiError(400, str(error)) from None
 
     return bp

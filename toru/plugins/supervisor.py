@@ -23,10 +23,10 @@ import attrs
 import structlog
 import trio
 
-from toru.plugins.connection import KvHandler
 from toru.plugins.discovery import Discovered, accepted, scan
 from toru.plugins.enablement import EnableState
 from toru.plugins.events import EventLog
+from toru.plugins.kv import KvStore
 from toru.plugins.runner import LineSink, PluginRunner, State, Timing, log_line
 from toru.timestamps import iso_utc
 
@@ -52,7 +52,8 @@ class Supervisor:
     log_dir: Path | None = None
     timing: Timing = attrs.field(factory=Timing)
     rescan_interval: float = RESCAN_INTERVAL
-    kv_handler: KvHandler | None = None
+    #: Storage for plugins' KV requests; None: plugins are told there is none.
+    kv_store: KvStore | None = None
     line_sink: LineSink = log_line
     #: Extra keyword arguments for every runner (tests pass fake launch/connect here).
     runner_options: dict[str, Any] = attrs.field(factory=dict)
@@ -222,7 +223,7 @@ class Supervisor:
             instance_id=self.instance_id,
             events=self.events,
             on_change=self._changed,
-            kv_handler=self.kv_handler,
+            kv_handler=self.kv_store.handler_for(plugin_id) if self.kv_store else None,
             line_sink=self.line_sink,
             log_path=str(self.log_dir / "plugins" / f"{plugin_id}.log") if self.log_dir else "",
             timing=self.timing,
@@ -319,6 +320,11 @@ class Supervisor:
             for item in sorted(self.found.values(), key=lambda i: i.file_name)
             if item.metadata is None
         ]
+
+    def is_enabled(self, plugin_id: str) -> bool:
+        """An accepted plugin that is enabled in config.json."""
+        known = plugin_id in accepted(self.found.values())
+        return known and self.enablement.enabled(plugin_id)
 
     def runner_for(self, plugin_id: str) -> PluginRunner | None:
         return self.runners.get(plugin_id)
