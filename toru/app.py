@@ -19,6 +19,7 @@ from toru.api.auth import auth_blueprint
 from toru.api.errors import ApiError, install_error_handlers
 from toru.api.guards import SESSIONS_EXTENSION
 from toru.api.plugins import plugins_blueprint
+from toru.api.routes import plugin_routes_blueprint
 from toru.api.system import system_blueprint
 from toru.api.users import users_blueprint
 from toru.auth.service import AuthService
@@ -67,18 +68,27 @@ def create_app(auth: AuthService, supervisor: Supervisor | None = None) -> Quart
     app.register_blueprint(auth_blueprint(auth))
     app.register_blueprint(users_blueprint(auth))
     if supervisor is not None:
+        app.register_blueprint(plugin_routes_blueprint(supervisor, settings))
         app.register_blueprint(plugins_blueprint(supervisor))
     return app
+
+
+PLUGIN_ROUTES = "/api/plugins/route/"
+#: Plugin routes accept any body (forms, uploads); this header proves the request is ours.
+CSRF_HEADER = "X-Toru-Request"
 
 
 def check_csrf(*, trust_proxy: bool) -> None:
     """Refuse a state-changing request a browser could send from another site.
 
     A cross-site form or a "simple" fetch cannot set ``Content-Type:
-    application/json`` without a CORS preflight, which Toru never grants; and a
-    present ``Origin`` must name this host.
+    application/json`` nor a custom header without a CORS preflight, which Toru
+    never grants; and a present ``Origin`` must name this host. Plugin routes
+    take any body, so there the ``X-Toru-Request`` header may stand in for the
+    JSON content type.
     """
-    if request.mimetype != "application/json":
+    custom_header_ok = request.path.startswith(PLUGIN_ROUTES) and CSRF_HEADER in request.headers
+    if request.mimetype != "application/json" and not custom_header_ok:
         raise ApiError(
             403,
             f"{request.method} requests to the API must send Content-Type: application/json",

@@ -326,6 +326,14 @@ class Supervisor:
         known = plugin_id in accepted(self.found.values())
         return known and self.enablement.enabled(plugin_id)
 
+    def runner_for_route(self, segment: str) -> PluginRunner | None:
+        """The runner of the enabled plugin whose route is ``/{segment}``, if any."""
+        for plugin_id, item in accepted(self.found.values()).items():
+            assert item.metadata is not None
+            if item.metadata.route_segment == segment and self.enablement.enabled(plugin_id):
+                return self.runners.get(plugin_id)
+        return None
+
     def runner_for(self, plugin_id: str) -> PluginRunner | None:
         return self.runners.get(plugin_id)
 

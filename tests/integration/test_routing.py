@@ -1,0 +1,146 @@
+"""Web requests forwarded to plugins through a real server: headers, bodies, status mapping."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import (
+    ADMIN_PASSWORD,
+    ServerProcess,
+    client,
+    eventually,
+    login,
+    server_process,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def built_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("built")
+    example = REPO / "examples" / "hello-plugin-python"
+    command = [sys.executable, "-m", "toru", "plugin", "build", str(example), "-o", str(out)]
+    subprocess.run(command, check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+async def running(
+    tmp_path: Path, built_example: Path
+) -> AsyncIterator[tuple[ServerProcess, httpx.AsyncClient]]:
+    """A server with the Python example and the legacy Python fixture enabled, admin logged in."""
+    plugins = tmp_path / "plugins"
+    shutil.copytree(built_example, plugins)
+    shutil.copy2(REPO / "tests" / "fixtures" / "legacy_python.binary", plugins)
+    (plugins / ".metadata").mkdir()
+    (plugins / ".metadata" / "config.json").write_text(
+        json.dumps({"plugins": {"hello-plugin-python": True, "legacy-python": True}})
+    )
+    async with server_process(tmp_path) as server, client(await server.start()) as http:
+        await login(http, "admin", ADMIN_PASSWORD)
+        yield server, http
+
+
+async def test_sdk_plugin_answers_and_keeps_its_counter_in_kv(
+    running: tuple[ServerProcess, httpx.AsyncClient],
+) -> None:
+    """GET / reaches the plugin; its counter goes through Toru's KV store."""
+    _, http = running
+    index = await http.get("/api/plugins/route/hello-python/")
+    assert index.status_code == 200
+    assert index.headers["content-type"].startswith("application/json")
+    assert "instance_id" in index.json()
+    for expected in (1, 2):
+        bumped = await http.post("/api/plugins/route/hello-python/counter/increment")
+        assert bumped.json() == {"count": expected}
+    assert (await http.get("/api/plugins/route/hello-python/counter")).json() == {"count": 2}
+    stored = await http.post(
+        "/api/plugins/hello-plugin-python/kv", json={"action": "get", "key": "counter"}
+    )
+    assert stored.json() == {"value": "2"}
+
+
+async def test_headers_are_cleaned_and_identity_added(
+    running: tuple[ServerProcess, httpx.AsyncClient],
+) -> None:
+    """Cookie, Authorization and forged X-Toru-* never reach the plugin; Toru's own do."""
+    _, http = running
+    echoed = await http.get(
+        "/api/plugins/route/legacy-python/echo/a%20b?x=1&y=2",
+        headers={"Authorization": "Bearer secret", "X-Toru-User": "mallory", "X-Custom": "kept"},
+    )
+    assert echoed.status_code == 200
+    seen = echoed.json()
+    assert seen["method"] == "GET"
+    assert seen["path"] == "/echo/a%20b?x=1&y=2"
+    headers = seen["headers"]
+    assert "cookie" not in headers
+    assert "authorization" not in headers
+    assert headers["x-toru-user"] == "admin"
+    assert headers["x-toru-role"] == "admin"
+    assert headers["x-custom"] == "kept"
+    assert headers["x-request-id"] == echoed.headers["x-request-id"]
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+
+
+async def test_bodies_pass_through(running: tuple[ServerProcess, httpx.AsyncClient]) -> None:
+    """A JSON body arrives as text; a form post with X-Toru-Request passes the CSRF rule."""
+    _, http = running
+    posted = await http.post("/api/plugins/route/legacy-python/echo", json={"a": 1})
+    assert json.loads(posted.json()["body"]) == {"a": 1}
+    form = await http.post(
+        "/api/plugins/route/legacy-python/echo",
+        content=b"a=1&b=2",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Toru-Request": "1"},
+    )
+    assert form.status_code == 200
+    assert form.json()["body"] == "a=1&b=2"
+    refused = await http.post(
+        "/api/plugins/route/legacy-python/echo",
+        content=b"a=1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert refused.status_code == 403
+
+
+async def test_status_mapping(running: tuple[ServerProcess, httpx.AsyncClient]) -> None:
+    """Unknown route 404, plugin 404 passed through, disabled 404, crashed-and-restarting 503."""
+    _, http = running
+    assert (await http.get("/api/plugins/route/nope/")).status_code == 404
+    missing = await http.get("/api/plugins/route/legacy-python/missing")
+    assert missing.status_code == 404
+    assert "not found" in missing.json()["error"]
+    pid = (await http.get("/api/plugins/hello-plugin-python")).json()["pid"]
+    os.kill(pid, signal.SIGKILL)
+
+    async def not_running() -> bool:
+        status = (await http.get("/api/plugins/hello-plugin-python")).json()
+        return bool(status["state"] != "running")
+
+    await eventually(not_running, within=2, what="the crash noticed")
+    restarting = await http.get("/api/plugins/route/hello-python/")
+    assert restarting.status_code == 503
+    assert restarting.headers["retry-after"] == "2"
+    assert restarting.json()["plugin"] == "hello-plugin-python"
+    await http.post("/api/plugins/legacy-python/disable")
+    assert (await http.get("/api/plugins/route/legacy-python/")).status_code == 404
+
+
+async def test_anonymous_requests_are_refused(
+    running: tuple[ServerProcess, httpx.AsyncClient],
+) -> None:
+    """Plugin routes need a logged-in user."""
+    server, _ = running
+    async with client(server.url) as anonymous:
+        assert (await anonymous.get("/api/plugins/route/hello-python/")).status_code == 401
