@@ -24,6 +24,7 @@ from tests.support import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+Running = tuple[ServerProcess, httpx.AsyncClient]
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,7 @@ async def running(
         yield server, http
 
 
-async def test_sdk_plugin_answers_and_keeps_its_counter_in_kv(
-    running: tuple[ServerProcess, httpx.AsyncClient],
-) -> None:
+async def test_sdk_plugin_answers_and_keeps_its_counter_in_kv(running: Running) -> None:
     """GET / reaches the plugin; its counter goes through Toru's KV store."""
     _, http = running
     index = await http.get("/api/plugins/route/hello-python/")
@@ -71,9 +70,7 @@ async def test_sdk_plugin_answers_and_keeps_its_counter_in_kv(
     assert stored.json() == {"value": "2"}
 
 
-async def test_headers_are_cleaned_and_identity_added(
-    running: tuple[ServerProcess, httpx.AsyncClient],
-) -> None:
+async def test_headers_are_cleaned_and_identity_added(running: Running) -> None:
     """Cookie, Authorization and forged X-Toru-* never reach the plugin; Toru's own do."""
     _, http = running
     echoed = await http.get(
@@ -94,7 +91,7 @@ async def test_headers_are_cleaned_and_identity_added(
     assert headers["x-forwarded-for"] == "127.0.0.1"
 
 
-async def test_bodies_pass_through(running: tuple[ServerProcess, httpx.AsyncClient]) -> None:
+async def test_bodies_pass_through(running: Running) -> None:
     """A JSON body arrives as text; a form post with X-Toru-Request passes the CSRF rule."""
     _, http = running
     posted = await http.post("/api/plugins/route/legacy-python/echo", json={"a": 1})
@@ -114,7 +111,7 @@ async def test_bodies_pass_through(running: tuple[ServerProcess, httpx.AsyncClie
     assert refused.status_code == 403
 
 
-async def test_status_mapping(running: tuple[ServerProcess, httpx.AsyncClient]) -> None:
+async def test_status_mapping(running: Running) -> None:
     """Unknown route 404, plugin 404 passed through, disabled 404, crashed-and-restarting 503."""
     _, http = running
     assert (await http.get("/api/plugins/route/nope/")).status_code == 404
@@ -137,10 +134,33 @@ async def test_status_mapping(running: tuple[ServerProcess, httpx.AsyncClient]) 
     assert (await http.get("/api/plugins/route/legacy-python/")).status_code == 404
 
 
-async def test_anonymous_requests_are_refused(
-    running: tuple[ServerProcess, httpx.AsyncClient],
-) -> None:
+async def test_anonymous_requests_are_refused(running: Running) -> None:
     """Plugin routes need a logged-in user."""
     server, _ = running
     async with client(server.url) as anonymous:
         assert (await anonymous.get("/api/plugins/route/hello-python/")).status_code == 401
+
+
+async def test_bundle_js_with_etag_and_404s(running: Running) -> None:
+    """bundle.js comes from PLUGINS_DIR/ID/bundle.js with an ETag; unknown, bundle-less or
+    disabled plugins, and ids that are not ids, are 404."""
+    server, http = running
+    url = "/api/plugins/hello-plugin-python/bundle.js"
+    first = await http.get(url)
+    assert first.status_code == 200
+    assert first.headers["content-type"].startswith("application/javascript")
+    assert first.content == (REPO / "examples" / "hello-plugin-python" / "bundle.js").read_bytes()
+    assert first.headers["cache-control"] == "no-cache"
+    again = await http.get(url, headers={"If-None-Match": first.headers["etag"]})
+    assert (again.status_code, again.content) == (304, b"")
+    legacy = await http.get("/api/plugins/legacy-python/bundle.js")
+    assert (legacy.status_code, legacy.json()["error"]) == (
+        404,
+        "plugin 'legacy-python' has no bundle.js",
+    )
+    for bad in ("%2e%2e", "no-such-plugin", "a%2Fb"):
+        assert (await http.get(f"/api/plugins/{bad}/bundle.js")).status_code == 404
+    await http.post("/api/plugins/hello-plugin-python/disable")
+    assert (await http.get(url)).status_code == 404
+    async with client(server.url) as anonymous:
+        assert (await anonymous.get(url)).status_code == 401

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import attrs
-from quart import Blueprint, Response, jsonify
+import trio
+from quart import Blueprint, Response, jsonify, request
+from quart.typing import ResponseReturnValue
 
 from toru.api.auth import query_int
 from toru.api.errors import ApiError, json_body
 from toru.api.guards import admin_required, current_identity, login_required
+from toru.plugins.connection import ConnectionLost, QueueFull, RequestTimeout
+from toru.plugins.framing import ProtocolError
 from toru.plugins.kv import KvError
+from toru.plugins.messages import HttpRequest, decode_http_reply
+from toru.plugins.naming import ID_PATTERN
 from toru.plugins.supervisor import PluginError, Supervisor
 
 #: What every logged-in user may see of a plugin: enough for the sidebar, nothing internal.
@@ -103,6 +110,40 @@ def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
         return jsonify(
             {"events": await supervisor.events.list(plugin_id, limit=limit, before=before)}
         )
+
+    @bp.get("/<plugin_id>/bundle.js")
+    @login_required
+    async def bundle(plugin_id: str) -> ResponseReturnValue:
+        """The plugin's front end: ``PLUGINS_DIR/ID/bundle.js``, else its own ``GET /bundle.js``."""
+        # The id must be a valid, enabled plugin id before it names any file.
+        if not ID_PATTERN.fullmatch(plugin_id) or not supervisor.is_enabled(plugin_id):
+            raise ApiError(404, f"no enabled plugin with id {plugin_id!r}")
+        path = supervisor.plugins_dir / plugin_id / "bundle.js"
+        if await trio.Path(path).is_file():
+            body = await trio.Path(path).read_bytes()
+        else:
+            body = await bundle_from_plugin(plugin_id)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+            return Response(b"", status=304, headers={"ETag": etag})
+        response = Response(body, mimetype="application/javascript")
+        response.headers["ETag"] = etag
+        # Revalidate every time (cheap with the ETag): a plugin update shows at once.
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    async def bundle_from_plugin(plugin_id: str) -> bytes:
+        runner = supervisor.runner_for(plugin_id)
+        if runner is None or runner.channel is None:
+            raise ApiError(404, f"plugin {plugin_id!r} has no bundle.js (and is not running)")
+        try:
+            frame = await runner.channel.request(HttpRequest("GET", "/bundle.js"), timeout=10)
+            reply = decode_http_reply(frame)
+        except (ConnectionLost, ProtocolError, RequestTimeout, QueueFull) as exc:
+            raise ApiError(502, f"plugin {plugin_id!r} failed to serve bundle.js: {exc}") from None
+        if reply.status != 200:
+            raise ApiError(404, f"plugin {plugin_id!r} has no bundle.js")
+        return reply.body
 
     @bp.post("/<plugin_id>/kv")
     @login_required
