@@ -20,6 +20,7 @@ from toru.api.errors import ApiError, install_error_handlers
 from toru.api.guards import SESSIONS_EXTENSION
 from toru.api.plugins import plugins_blueprint
 from toru.api.routes import plugin_routes_blueprint
+from toru.api.stream import stream_blueprint
 from toru.api.system import system_blueprint
 from toru.api.users import users_blueprint
 from toru.auth.service import AuthService
@@ -70,6 +71,7 @@ def create_app(auth: AuthService, supervisor: Supervisor | None = None) -> Quart
     if supervisor is not None:
         app.register_blueprint(plugin_routes_blueprint(supervisor, settings))
         app.register_blueprint(plugins_blueprint(supervisor))
+        app.register_blueprint(stream_blueprint(supervisor))
     return app
 
 

@@ -1,0 +1,104 @@
+"""``GET /api/stream``: every open browser hears of plugin changes, each in its own view."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from tests.conftest import CLIENT_PASSWORD, StartServer
+from tests.support import ADMIN_PASSWORD, client, login, make_settings
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_python.binary"
+
+
+class EventStream:
+    """A raw HTTP/1.0 client for ``/api/stream`` (no chunking, no client library internals)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.headers = ""
+
+    @classmethod
+    async def open(cls, url: str, cookie: str) -> EventStream:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self = cls(await trio.open_tcp_stream(host, int(port)))
+        request = f"GET /api/stream HTTP/1.0\r\nHost: {host}\r\nCookie: session_id={cookie}\r\n"
+        await self.stream.send_all(request.encode() + b"\r\n")
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += await self.stream.receive_some()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        self.headers = head.decode().lower()
+        return self
+
+    async def line(self) -> str:
+        while b"\n" not in self.buffer:
+            chunk = await self.stream.receive_some()
+            if not chunk:
+                raise AssertionError("the stream ended")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+    async def next_event(self) -> tuple[str, dict[str, Any]]:
+        """The next `event:`/`data:` pair (comments skipped)."""
+        event = ""
+        while True:
+            line = await self.line()
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                return event, json.loads(line.removeprefix("data: "))
+
+
+async def test_enable_and_disable_reach_every_open_stream(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """An admin's and a client's streams both see a plugin enabled and disabled, live."""
+    settings = make_settings(tmp_path)
+    settings.plugins_dir.mkdir()
+    shutil.copy2(FIXTURE, settings.plugins_dir)
+    running = await start_server(settings)
+    async with client(running.url) as admin, client(running.url) as user:
+        await login(admin, "admin", ADMIN_PASSWORD)
+        await admin.post("/api/users", json={"username": "carol", "password": CLIENT_PASSWORD})
+        await login(user, "carol", CLIENT_PASSWORD)
+        with trio.fail_after(15):
+            admin_lines = await EventStream.open(running.url, admin.cookies["session_id"])
+            user_lines = await EventStream.open(running.url, user.cookies["session_id"])
+            async with admin_lines.stream, user_lines.stream:
+                assert "content-type: text/event-stream" in admin_lines.headers
+                event, data = await admin_lines.next_event()
+                assert event == "snapshot"
+                assert [p["id"] for p in data["plugins"]] == ["legacy-python"]
+                assert await user_lines.next_event() == ("snapshot", {"plugins": []})
+
+                assert (await admin.post("/api/plugins/legacy-python/enable")).status_code == 200
+                seen = {}
+                while seen.get("state") != "running":
+                    event, seen = await user_lines.next_event()
+                    assert event == "plugin"
+                assert "pid" not in seen  # the public view only
+                assert seen["enabled"] is True
+                while True:
+                    event, full = await admin_lines.next_event()
+                    if full["state"] == "running":
+                        break
+                assert isinstance(full["pid"], int)
+
+                await admin.post("/api/plugins/legacy-python/disable")
+                while seen.get("state") != "stopped":
+                    event, seen = await user_lines.next_event()
+                assert seen["enabled"] is False
+
+
+async def test_stream_needs_a_login(start_server: StartServer, tmp_path: Path) -> None:
+    """Anonymous callers get 401, not a stream."""
+    running = await start_server(make_settings(tmp_path))
+    async with httpx.AsyncClient(base_url=running.url) as anonymous:
+        assert (await anonymous.get("/api/stream")).status_code == 401

@@ -1,0 +1,65 @@
+"""``GET /api/stream``: server-sent events of plugin status changes.
+
+Each logged-in browser gets a ``snapshot`` event with every plugin it may see,
+then a ``plugin`` event whenever one changes (enable, disable, crash, recovery,
+reload). Administrators see the full status; everyone else the public fields
+(including ``enabled``, so a sidebar can drop a plugin that was disabled). A
+comment line every 15 s keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+from quart import Blueprint, Response
+from quart.typing import ResponseReturnValue
+
+from toru.api.guards import current_identity, login_required
+from toru.api.plugins import public_view
+from toru.plugins.supervisor import Supervisor
+
+KEEP_ALIVE = 15.0
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def stream_blueprint(supervisor: Supervisor) -> Blueprint:
+    bp = Blueprint("stream", __name__, url_prefix="/api")
+
+    @bp.get("/stream")
+    @login_required
+    async def stream() -> ResponseReturnValue:
+        admin = current_identity().is_admin
+
+        def visible(status: dict[str, Any]) -> dict[str, Any]:
+            return status if admin else public_view(status)
+
+        async def events() -> AsyncIterator[bytes]:
+            with supervisor.subscribe() as changes:
+                snapshot = [visible(s) for s in supervisor.statuses() if admin or s["enabled"]]
+                yield sse("snapshot", {"plugins": snapshot})
+                while True:
+                    with trio.move_on_after(KEEP_ALIVE) as idle:
+                        try:
+                            message = await changes.receive()
+                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            return  # the server is stopping
+                    if idle.cancelled_caught:
+                        yield b": keep-alive\n\n"
+                    elif message["type"] == "plugin":
+                        yield sse("plugin", visible(message["plugin"]))
+                    else:
+                        yield sse("removed", {"id": message["id"]})
+
+        response = Response(events(), mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events through at once
+        response.timeout = None
+        return response
+
+    return bp
