@@ -27,6 +27,10 @@ MATRIX = [
     ("POST", "/api/plugins/nope/disable", {}, 401, 403, 404),
     ("POST", "/api/plugins/nope/restart", {}, 401, 403, 404),
     ("GET", "/api/plugins/nope/events", None, 401, 403, 404),
+    ("GET", "/api/plugins/nope/logs", None, 401, 403, 404),
+    ("GET", "/api/plugins/nope/bundle.js", None, 401, 404, 404),
+    ("POST", "/api/plugins/nope/kv", {"action": "get", "key": "k"}, 401, 404, 404),
+    ("GET", "/api/plugins/route/nope/", None, 401, 404, 404),
 ]
 
 

@@ -164,3 +164,23 @@ async def test_bundle_js_with_etag_and_404s(running: Running) -> None:
     assert (await http.get(url)).status_code == 404
     async with client(server.url) as anonymous:
         assert (await anonymous.get(url)).status_code == 401
+
+
+async def test_plugin_log_file_and_logs_api(running: Running) -> None:
+    """LOG_DIR/plugins/<id>.log holds only JSON lines, the plugin's own start-up lines and
+    Toru's lifecycle records; the logs API returns them newest first and filters by level."""
+    server, http = running
+    await http.get("/api/plugins/route/legacy-python/")
+    path = server.root / "logs" / "plugins" / "legacy-python.log"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert any(r.get("message") == "listening" and r.get("stream") == "stderr" for r in lines)
+    assert any(r.get("event") == "ready" and r.get("source") == "toru" for r in lines)
+    assert all(r["plugin_id"] == "legacy-python" for r in lines)
+    page = (await http.get("/api/plugins/legacy-python/logs", params={"page_size": 3})).json()
+    newest_in_file = [json.loads(line) for line in path.read_text().splitlines()][::-1]
+    assert page["entries"] == newest_in_file[:3]
+    assert page["has_more"] is True
+    errors = await http.get("/api/plugins/legacy-python/logs", params={"level": "error"})
+    assert all(e["level"] in {"error", "critical"} for e in errors.json()["entries"])
+    bad = await http.get("/api/plugins/legacy-python/logs", params={"level": "loud"})
+    assert bad.status_code == 400

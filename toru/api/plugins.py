@@ -16,6 +16,7 @@ from toru.api.guards import admin_required, current_identity, login_required
 from toru.plugins.connection import ConnectionLost, QueueFull, RequestTimeout
 from toru.plugins.framing import ProtocolError
 from toru.plugins.kv import KvError
+from toru.plugins.logs import LEVELS, read_page
 from toru.plugins.messages import HttpRequest, decode_http_reply
 from toru.plugins.naming import ID_PATTERN
 from toru.plugins.supervisor import PluginError, Supervisor
@@ -110,6 +111,24 @@ def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
         return jsonify(
             {"events": await supervisor.events.list(plugin_id, limit=limit, before=before)}
         )
+
+    @bp.get("/<plugin_id>/logs")
+    @admin_required
+    async def logs(plugin_id: str) -> Response:
+        """The plugin's log records, newest first: ``?page=0&page_size=100&level=warn``."""
+        status_or_error(plugin_id)
+        page = query_int("page", 0, low=0, high=1_000_000)
+        page_size = query_int("page_size", 100, low=1, high=1000)
+        level = request.args.get("level") or None
+        if level is not None and level.lower() not in LEVELS:
+            raise ApiError(400, f"level {level!r} is not one of debug, info, warn, error")
+        file = supervisor.log_file(plugin_id)
+        if file is None:
+            return jsonify({"entries": [], "page": page, "page_size": page_size, "has_more": False})
+        entries, more = await trio.to_thread.run_sync(
+            lambda: read_page(file.path, page=page, page_size=page_size, level=level)
+        )
+        return jsonify({"entries": entries, "page": page, "page_size": page_size, "has_more": more})
 
     @bp.get("/<plugin_id>/bundle.js")
     @login_required

@@ -32,6 +32,8 @@ TRIM_EVERY = 200
 class EventLog:
     db: Database
     clock: Callable[[], float] = time.time
+    #: Called with (plugin_id, event, details) for every event (the plugin's own log file).
+    listeners: list[Callable[[str, str, dict[str, Any]], None]] = attrs.field(factory=list)
 
     async def record(self, plugin_id: str, event: str, **details: Any) -> None:
         """Store and log one event; ``details`` must be JSON-serialisable."""
@@ -41,6 +43,8 @@ class EventLog:
         if event == "failed":
             level = "error"
         getattr(log, level)(event, plugin_id=plugin_id, **details)
+        for listener in self.listeners:
+            listener(plugin_id, event, details)
 
         def insert(conn: sqlite3.Connection) -> None:
             row_id = conn.execute(

@@ -27,6 +27,7 @@ from toru.plugins.discovery import Discovered, accepted, scan
 from toru.plugins.enablement import EnableState
 from toru.plugins.events import EventLog
 from toru.plugins.kv import KvStore
+from toru.plugins.logs import PluginLog
 from toru.plugins.runner import LineSink, PluginRunner, State, Timing, log_line
 from toru.timestamps import iso_utc
 
@@ -67,8 +68,25 @@ class Supervisor:
     _scan_lock: trio.Lock = attrs.field(factory=trio.Lock, init=False)
     _subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = attrs.field(factory=set, init=False)
 
+    _files: dict[str, PluginLog] = attrs.field(factory=dict, init=False)
+
     def __attrs_post_init__(self) -> None:
         self.enablement = EnableState.for_plugins_dir(self.plugins_dir)
+        if self.log_dir is not None:
+            self.events.listeners.append(self._lifecycle_to_file)
+
+    def log_file(self, plugin_id: str) -> PluginLog | None:
+        """The plugin's own JSON-lines file (None when Toru runs without a log directory)."""
+        if self.log_dir is None:
+            return None
+        if plugin_id not in self._files:
+            path = self.log_dir / "plugins" / f"{plugin_id}.log"
+            self._files[plugin_id] = PluginLog(plugin_id, path)
+        return self._files[plugin_id]
+
+    def _lifecycle_to_file(self, plugin_id: str, event: str, details: dict[str, Any]) -> None:
+        if plugin_id in accepted(self.found.values()) and (file := self.log_file(plugin_id)):
+            file.lifecycle(event, details)
 
     # -- running -----------------------------------------------------------------------
 
@@ -93,6 +111,8 @@ class Supervisor:
                 task_status.started(self)
         finally:
             self._nursery = None
+            for file in self._files.values():
+                file.close()
             for channel in list(self._subscribers):
                 channel.close()
             shutil.rmtree(self.socket_dir, ignore_errors=True)
@@ -224,7 +244,7 @@ class Supervisor:
             events=self.events,
             on_change=self._changed,
             kv_handler=self.kv_store.handler_for(plugin_id) if self.kv_store else None,
-            line_sink=self.line_sink,
+            line_sink=file.line if (file := self.log_file(plugin_id)) else self.line_sink,
             log_path=str(self.log_dir / "plugins" / f"{plugin_id}.log") if self.log_dir else "",
             timing=self.timing,
             fingerprint=item.fingerprint,

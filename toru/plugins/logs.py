@@ -1,0 +1,147 @@
+"""Per-plugin log files: ``LOG_DIR/plugins/<id>.log``, one JSON object per line.
+
+Every line a plugin writes on stdout or stderr becomes one record. A line that
+is a JSON object keeps its fields (its own ``level`` and ``message``) and gets
+Toru's added (``timestamp`` if missing, ``plugin_id``, ``pid``, ``generation``,
+``stream``); any other line is wrapped as ``{"message": ..., "level": "info"}``
+(stdout) or ``"error"`` (stderr). Toru's lifecycle records for the plugin go to
+the same file. Files rotate by size between records (10 MiB, 5 kept), so a
+tailing agent never sees half a line. A plugin that floods (over 2 000 lines/s
+sustained) is rate-limited, with a record saying how many lines were dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from toru.timestamps import iso_utc
+
+ROTATE_BYTES = 10 * 1024 * 1024
+ROTATE_KEEP = 5
+RATE = 2000.0  # lines per second, sustained
+BURST = 4000.0
+LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "critical": 50}
+
+
+def level_rank(level: Any) -> int:
+    return LEVELS.get(str(level).lower(), 20)
+
+
+@attrs.define(eq=False)
+class PluginLog:
+    """One plugin's file, with its flood limiter."""
+
+    plugin_id: str
+    path: Path
+    clock: Callable[[], float] = time.monotonic
+    _logger: logging.Logger = attrs.field(init=False)
+    _tokens: float = attrs.field(default=BURST, init=False)
+    _last: float = attrs.field(default=0.0, init=False)
+    _dropped: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A private logger per plugin (no propagation): only this file, only these lines.
+        self._logger = logging.Logger(f"toru.plugin-file.{self.plugin_id}")
+        handler = logging.handlers.RotatingFileHandler(
+            self.path, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP, encoding="utf-8"
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        self._logger.addHandler(handler)
+        self._last = self.clock()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._logger.info(json.dumps(record, ensure_ascii=False, default=str))
+
+    def _allow(self) -> bool:
+        now = self.clock()
+        self._tokens = min(BURST, self._tokens + (now - self._last) * RATE)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            if self._dropped:
+                self._write(self._base("warning", f"rate limit: dropped {self._dropped} lines"))
+                self._dropped = 0
+            return True
+        self._dropped += 1
+        return False
+
+    def _base(self, level: str, message: str) -> dict[str, Any]:
+        return {
+            "timestamp": iso_utc(time.time()),
+            "level": level,
+            "message": message,
+            "plugin_id": self.plugin_id,
+        }
+
+    def line(self, stream: str, line: str, pid: int, generation: int) -> None:
+        """Record one line of the plugin's output."""
+        if not self._allow():
+            return
+        record: dict[str, Any] | None = None
+        if line.startswith("{"):
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                record = parsed
+                record.setdefault("timestamp", iso_utc(time.time()))
+                record.setdefault("level", "info")
+        if record is None:
+            record = {
+                "timestamp": iso_utc(time.time()),
+                "message": line,
+                "level": "error" if stream == "stderr" else "info",
+            }
+        record.update(plugin_id=self.plugin_id, pid=pid, generation=generation, stream=stream)
+        self._write(record)
+
+    def lifecycle(self, event: str, details: dict[str, Any]) -> None:
+        """Toru's own record about the plugin (started, crashed, stopped, ...)."""
+        level = "error" if event in {"crashed", "failed"} else "info"
+        self._write({**self._base(level, event), "event": event, "source": "toru", **details})
+
+    def close(self) -> None:
+        for handler in self._logger.handlers:
+            handler.close()
+
+
+def read_page(
+    path: Path, *, page: int, page_size: int, level: str | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """Records newest first, across the rotated files, at or above *level*.
+
+    Returns one page and whether there are more. Runs in a worker thread.
+    """
+    minimum = level_rank(level) if level else 0
+    skip, wanted = page * page_size, page_size + 1
+    out: list[dict[str, Any]] = []
+    files = [path, *(path.with_name(f"{path.name}.{i}") for i in range(1, ROTATE_KEEP + 1))]
+    for file in files:
+        try:
+            lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            continue
+        for raw in reversed(lines):
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or level_rank(record.get("level")) < minimum:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            out.append(record)
+            if len(out) == wanted:
+                return out[:page_size], True
+    return out, False
