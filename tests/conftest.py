@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -89,3 +91,13 @@ async def client_user(
         response = await login(http, "carol", CLIENT_PASSWORD)
         assert response.status_code == 200, response.text
         yield http
+
+
+@pytest.fixture(scope="session")
+def built_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/hello-plugin-python packaged once per test run (``toru plugin build``)."""
+    out = tmp_path_factory.mktemp("built")
+    example = Path(__file__).resolve().parents[1] / "examples" / "hello-plugin-python"
+    command = [sys.executable, "-m", "toru", "plugin", "build", str(example), "-o", str(out)]
+    subprocess.run(command, check=True, capture_output=True)
+    return out

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,15 +16,6 @@ from tests.support import ADMIN_PASSWORD, alive, client, eventually, login, serv
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
-
-
-@pytest.fixture(scope="module")
-def built_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("built")
-    example = REPO / "examples" / "hello-plugin-python"
-    command = [sys.executable, "-m", "toru", "plugin", "build", str(example), "-o", str(out)]
-    subprocess.run(command, check=True, capture_output=True)
-    return out
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,15 +23,6 @@ from tests.support import (
 
 REPO = Path(__file__).resolve().parents[2]
 Running = tuple[ServerProcess, httpx.AsyncClient]
-
-
-@pytest.fixture(scope="module")
-def built_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("built")
-    example = REPO / "examples" / "hello-plugin-python"
-    command = [sys.executable, "-m", "toru", "plugin", "build", str(example), "-o", str(out)]
-    subprocess.run(command, check=True, capture_output=True)
-    return out
 
 
 @pytest.fixture
