@@ -119,6 +119,30 @@ def leftover_processes(marker: str) -> list[str]:
     return found
 
 
+STUBBORN_PLUGIN = """\
+import json, os, signal, socket, sys
+if sys.argv[1:] == ["--metadata"]:
+    print(json.dumps({"id": "stubborn", "name": "S", "version": "1", "route": "/stubborn"}))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+server = socket.socket(socket.AF_UNIX)
+server.bind(os.environ["TORU_PLUGIN_SOCKET"])
+server.listen()
+while True:  # reads whatever comes, shutdown included, and carries on
+    connection, _ = server.accept()
+    connection.recv(65536)
+    connection.close()
+"""
+
+
+def write_stubborn_plugin(plugins: Path) -> Path:
+    """A legacy plugin that ignores the shutdown message and SIGTERM: only SIGKILL ends it."""
+    path = plugins / "stubborn.binary"
+    path.write_text(f"#!{sys.executable}\n{STUBBORN_PLUGIN}")
+    path.chmod(0o755)
+    return path
+
+
 def alive(pid: int | None) -> bool:
     """True while *pid* runs; a zombie (dead, not yet reaped by init) counts as gone."""
     if pid is None:

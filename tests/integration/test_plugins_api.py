@@ -6,13 +6,20 @@ import json
 import os
 import shutil
 import signal
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import ADMIN_PASSWORD, alive, client, eventually, login, server_process
+from tests.support import (
+    ADMIN_PASSWORD,
+    alive,
+    client,
+    eventually,
+    login,
+    server_process,
+    write_stubborn_plugin,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -188,28 +195,11 @@ async def test_enable_that_cannot_start_is_409_with_the_reason(tmp_path: Path) -
         assert crash["details"]["stderr_tail"] == ["no config"]
 
 
-STUBBORN = """\
-import json, os, signal, socket, sys
-if sys.argv[1:] == ["--metadata"]:
-    print(json.dumps({"id": "stubborn", "name": "S", "version": "1", "route": "/stubborn"}))
-    sys.exit(0)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-server = socket.socket(socket.AF_UNIX)
-server.bind(os.environ["TORU_PLUGIN_SOCKET"])
-server.listen()
-while True:
-    connection, _ = server.accept()
-    connection.recv(65536)
-    connection.close()
-"""
-
-
 async def test_a_second_sigterm_during_plugin_shutdown_still_ends_cleanly(tmp_path: Path) -> None:
     """SIGTERM twice while a stubborn plugin is being stopped: status 0, the plugin gone."""
     plugins = tmp_path / "plugins"
     (plugins / ".metadata").mkdir(parents=True)
-    (plugins / "stubborn.binary").write_text(f"#!{sys.executable}\n{STUBBORN}")
-    (plugins / "stubborn.binary").chmod(0o755)
+    write_stubborn_plugin(plugins)
     (plugins / ".metadata" / "config.json").write_text('{"plugins": {"stubborn": true}}')
     async with server_process(tmp_path) as server:
         async with client(await server.start()) as http:

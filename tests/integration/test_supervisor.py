@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.support import alive, eventually
+from tests.support import alive, eventually, write_stubborn_plugin
 from toru.db import Database
 from toru.plugins.events import EventLog
 from toru.plugins.runner import Timing
@@ -197,29 +197,11 @@ async def test_ten_failures_in_a_row_disable_the_plugin(plugins: Path, start: St
     assert events[-1] == "failed"
 
 
-STUBBORN = """\
-import json, os, signal, socket, sys
-if sys.argv[1:] == ["--metadata"]:
-    print(json.dumps({"id": "stubborn", "name": "S", "version": "1", "route": "/stubborn"}))
-    sys.exit(0)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-server = socket.socket(socket.AF_UNIX)
-server.bind(os.environ["TORU_PLUGIN_SOCKET"])
-server.listen()
-while True:  # reads whatever comes, shutdown included, and carries on
-    connection, _ = server.accept()
-    connection.recv(65536)
-    connection.close()
-"""
-
-
 async def test_ignoring_shutdown_and_sigterm_gets_sigkill_after_5_plus_2_s(
     plugins: Path, start: Start
 ) -> None:
     """With the contract's numbers: shutdown message, 5 s, SIGTERM, 2 s, SIGKILL."""
-    path = plugins / "stubborn.binary"
-    path.write_text(f"#!{sys.executable}\n{STUBBORN}")
-    path.chmod(0o755)
+    write_stubborn_plugin(plugins)
     supervisor = await start({"stubborn": True}, timing=Timing())
     pid = supervisor.status("stubborn")["pid"]
     started = trio.current_time()
