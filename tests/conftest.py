@@ -18,6 +18,8 @@ from toru.auth.passwords import PasswordHasher
 from toru.config import Settings
 from toru.server import serve
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @attrs.frozen
 class RunningServer:
@@ -96,8 +98,17 @@ async def client_user(
 @pytest.fixture(scope="session")
 def built_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/hello-plugin-python packaged once per test run (``toru plugin build``)."""
+    return build_plugin(tmp_path_factory, REPO / "examples" / "hello-plugin-python")
+
+
+@pytest.fixture(scope="session")
+def built_faulty(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fixtures/faulty_sdk (routes that hang, reply garbage, log) packaged once."""
+    return build_plugin(tmp_path_factory, REPO / "tests" / "fixtures" / "faulty_sdk")
+
+
+def build_plugin(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Path:
     out = tmp_path_factory.mktemp("built")
-    example = Path(__file__).resolve().parents[1] / "examples" / "hello-plugin-python"
-    command = [sys.executable, "-m", "toru", "plugin", "build", str(example), "-o", str(out)]
+    command = [sys.executable, "-m", "toru", "plugin", "build", str(source), "-o", str(out)]
     subprocess.run(command, check=True, capture_output=True)
     return out

@@ -38,7 +38,8 @@ def create_app(auth: AuthService, supervisor: Supervisor | None = None) -> Quart
     """
     settings = auth.settings
     app = QuartTrio("toru")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # Core endpoints take small JSON bodies; plugin routes check their own (larger) limit.
+    app.config["MAX_CONTENT_LENGTH"] = max(MAX_BODY_BYTES, settings.max_request_body + 1)
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False

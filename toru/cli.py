@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", metavar="LEVEL", help=f"one of {', '.join(LOG_LEVELS)} (TORU_LOG_LEVEL)"
     )
+    serve.add_argument(
+        "--max-request-body-mb",
+        metavar="MIB",
+        help="largest request body forwarded to a plugin, default 10 (TORU_MAX_REQUEST_BODY_MB)",
+    )
 
     user = commands.add_parser("user", help="manage database users directly (recovery)")
     user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)

@@ -22,6 +22,8 @@ DEFAULT_PLUGINS_DIR = Path("plugins")
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_LOG_DIR = Path("/var/log/toru")
 DEFAULT_ADMIN_USERNAME = "admin"
+DEFAULT_MAX_REQUEST_BODY_MB = 10
+MAX_REQUEST_BODY_MB_LIMIT = 1024
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Shared with database users: lower-case, starts with a letter or digit.
@@ -54,6 +56,8 @@ class Settings:
     admin_password: str = attrs.field(default="", repr=False)
     production: bool = False
     trust_proxy: bool = False
+    #: The largest request body forwarded to a plugin's route; larger ones get 413.
+    max_request_body: int = DEFAULT_MAX_REQUEST_BODY_MB * 1024 * 1024
 
     @property
     def database_path(self) -> Path:
@@ -101,6 +105,21 @@ def _bool(src: _Source, default: bool = False) -> bool:
     if lowered in _FALSE:
         return False
     raise ConfigError(f"{src.name}={src.value!r} is not a boolean; use true or false (or 1 / 0)")
+
+
+def _megabytes(src: _Source, default: int) -> int:
+    if src.value is None:
+        return default * 1024 * 1024
+    try:
+        value = int(src.value, 10)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_REQUEST_BODY_MB_LIMIT:
+        raise ConfigError(
+            f"{src.name}={src.value!r} is not a size in MiB; use a whole number from 1 to "
+            f"{MAX_REQUEST_BODY_MB_LIMIT}"
+        )
+    return value * 1024 * 1024
 
 
 def _writable_dir(path: Path) -> str | None:
@@ -232,6 +251,9 @@ def load_settings(
         if (why := check_password_policy(admin_password, admin_username)) is not None:
             raise ConfigError(f"ADMIN_PASSWORD is not acceptable: {why}")
 
+    body_src = _pick(
+        "--max-request-body-mb", flags.get("max_request_body_mb"), "TORU_MAX_REQUEST_BODY_MB", env
+    )
     return Settings(
         host=host,
         port=port,
@@ -244,4 +266,5 @@ def load_settings(
         admin_password=admin_password,
         production=_bool(_pick("PRODUCTION", None, "PRODUCTION", env)),
         trust_proxy=_bool(_pick("TRUST_PROXY", None, "TRUST_PROXY", env)),
+        max_request_body=_megabytes(body_src, DEFAULT_MAX_REQUEST_BODY_MB),
     )

@@ -167,9 +167,9 @@ async def test_plugin_log_file_and_logs_api(running: Running) -> None:
     assert all(r["plugin_id"] == "legacy-python" for r in lines)
     page = (await http.get("/api/plugins/legacy-python/logs", params={"page_size": 3})).json()
     newest_in_file = [json.loads(line) for line in path.read_text().splitlines()][::-1]
-    assert page["entries"] == newest_in_file[:3]
+    assert page["logs"] == newest_in_file[:3]
     assert page["has_more"] is True
     errors = await http.get("/api/plugins/legacy-python/logs", params={"level": "error"})
-    assert all(e["level"] in {"error", "critical"} for e in errors.json()["entries"])
+    assert all(e["level"] in {"error", "critical"} for e in errors.json()["logs"])
     bad = await http.get("/api/plugins/legacy-python/logs", params={"level": "loud"})
     assert bad.status_code == 400

@@ -2,58 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import httpx
 import trio
 
 from tests.conftest import CLIENT_PASSWORD, StartServer
-from tests.support import ADMIN_PASSWORD, client, login, make_settings
+from tests.support import ADMIN_PASSWORD, EventStream, client, login, make_settings
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_python.binary"
-
-
-class EventStream:
-    """A raw HTTP/1.0 client for ``/api/stream`` (no chunking, no client library internals)."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = b""
-        self.headers = ""
-
-    @classmethod
-    async def open(cls, url: str, cookie: str) -> EventStream:
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        self = cls(await trio.open_tcp_stream(host, int(port)))
-        request = f"GET /api/stream HTTP/1.0\r\nHost: {host}\r\nCookie: session_id={cookie}\r\n"
-        await self.stream.send_all(request.encode() + b"\r\n")
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += await self.stream.receive_some()
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        self.headers = head.decode().lower()
-        return self
-
-    async def line(self) -> str:
-        while b"\n" not in self.buffer:
-            chunk = await self.stream.receive_some()
-            if not chunk:
-                raise AssertionError("the stream ended")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return line.decode()
-
-    async def next_event(self) -> tuple[str, dict[str, Any]]:
-        """The next `event:`/`data:` pair (comments skipped)."""
-        event = ""
-        while True:
-            line = await self.line()
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                return event, json.loads(line.removeprefix("data: "))
 
 
 async def test_enable_and_disable_reach_every_open_stream(

@@ -65,6 +65,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.admin_password == PASSWORD
     assert settings.production is False
     assert settings.trust_proxy is False
+    assert settings.max_request_body == 10 * 1024 * 1024
     assert settings.database_path == settings.data_dir / "toru.db"
 
 
@@ -73,6 +74,7 @@ SCALARS = [
     ("port", "8001", "STEERING_PORT", "8002", 8001, 8002),
     ("host", "192.0.2.1", "STEERING_HOST", "::1", "192.0.2.1", "::1"),
     ("log_level", "debug", "TORU_LOG_LEVEL", "ERROR", "debug", "error"),
+    ("max_request_body_mb", "1", "TORU_MAX_REQUEST_BODY_MB", "64", 2**20, 64 * 2**20),
 ]
 DIRECTORIES = [
     ("data_dir", "TORU_DATA_DIR"),
@@ -81,6 +83,8 @@ DIRECTORIES = [
 ]
 
 
+#: Flags whose Settings field has another name (the flag is in MiB, the field in bytes).
+FIELD = {"max_request_body_mb": "max_request_body"}
 SCALAR_FIELDS = ("key", "flag", "env_name", "env_value", "from_flag", "from_env")
 
 
@@ -95,8 +99,9 @@ def test_flag_beats_environment(
     from_env: object,
 ) -> None:
     """A command-line flag wins over the environment variable for the same setting."""
-    assert getattr(load(tmp_path, {}, {env_name: env_value}), key) == from_env
-    assert getattr(load(tmp_path, {key: flag}, {env_name: env_value}), key) == from_flag
+    field = FIELD.get(key, key)
+    assert getattr(load(tmp_path, {}, {env_name: env_value}), field) == from_env
+    assert getattr(load(tmp_path, {key: flag}, {env_name: env_value}), field) == from_flag
 
 
 @pytest.mark.parametrize(SCALAR_FIELDS, SCALARS)
@@ -110,8 +115,9 @@ def test_environment_beats_default(
     from_env: object,
 ) -> None:
     """An environment variable wins over the default when the flag is not given."""
-    assert getattr(load(tmp_path, {key: None}, {env_name: env_value}), key) == from_env
-    assert getattr(load(tmp_path), key) != from_env
+    field = FIELD.get(key, key)
+    assert getattr(load(tmp_path, {key: None}, {env_name: env_value}), field) == from_env
+    assert getattr(load(tmp_path), field) != from_env
 
 
 @pytest.mark.parametrize(("key", "env_name"), DIRECTORIES)
@@ -196,6 +202,9 @@ def test_port_zero_is_accepted(tmp_path: Path) -> None:
         ({}, {"TORU_LOG_LEVEL": "loud"}, "TORU_LOG_LEVEL", "loud"),
         ({"log_level": "loud"}, {"TORU_LOG_LEVEL": "info"}, "--log-level", "loud"),
         ({}, {"ADMIN_USERNAME": "a b"}, "ADMIN_USERNAME", "a b"),
+        ({}, {"TORU_MAX_REQUEST_BODY_MB": "0"}, "TORU_MAX_REQUEST_BODY_MB", "0"),
+        ({}, {"TORU_MAX_REQUEST_BODY_MB": "1.5"}, "TORU_MAX_REQUEST_BODY_MB", "1.5"),
+        ({"max_request_body_mb": "2000"}, {}, "--max-request-body-mb", "2000"),
     ],
 )
 def test_bad_value_names_the_setting_the_user_used(

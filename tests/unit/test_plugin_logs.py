@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import trio
 
 from toru.plugins import logs
-from toru.plugins.logs import PluginLog, read_page
+from toru.plugins.logs import LineSplitter, PluginLog, lines_backwards, read_page
 
 
 class Clock:
@@ -64,12 +69,9 @@ def test_a_flood_is_rate_limited_with_a_count(tmp_path: Path) -> None:
     assert written[-1]["message"] == "after the flood"
 
 
-def test_rotation_never_splits_lines_and_paging_crosses_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rotation_never_splits_lines_and_paging_crosses_files(tmp_path: Path) -> None:
     """Rotated files hold whole JSON lines; pages run newest first across them; level filters."""
-    monkeypatch.setattr(logs, "ROTATE_BYTES", 2000)
-    log = PluginLog("p", tmp_path / "p.log")
+    log = PluginLog("p", tmp_path / "p.log", max_bytes=2000, backups=20)
     for i in range(100):
         log.line(
             "stdout",
@@ -90,3 +92,139 @@ def test_rotation_never_splits_lines_and_paging_crosses_files(
     assert [r["message"] for r in errors] == ["m90", "m80", "m70"]
     second, _ = read_page(tmp_path / "p.log", page=1, page_size=5, level=None)
     assert [r["message"] for r in second] == ["m94", "m93", "m92", "m91", "m90"]
+    last, more = read_page(tmp_path / "p.log", page=19, page_size=5, level=None)
+    assert [r["message"] for r in last] == ["m4", "m3", "m2", "m1", "m0"]
+    assert not more
+    assert read_page(tmp_path / "p.log", page=20, page_size=5, level=None) == ([], False)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 17, 4096])
+def test_lines_are_reassembled_across_chunks(chunk_size: int) -> None:
+    data = b'first\nsecond line\n\nthird {"a": 1}\nunfinished'
+    splitter = LineSplitter()
+    out = []
+    for i in range(0, len(data), chunk_size):
+        out += splitter.feed(data[i : i + chunk_size])
+    out += splitter.finish()
+    assert out == [b"first", b"second line", b"", b'third {"a": 1}', b"unfinished"]
+
+
+@pytest.mark.parametrize("chunk_size", [5, 64, 1000])
+def test_an_over_long_line_is_cut_once_and_its_tail_dropped(chunk_size: int) -> None:
+    """A line past the limit becomes one truncated record; the rest of it is not a new line."""
+    data = b"short\n" + b"x" * 250 + b"\n" + b"after\n" + b"y" * 120
+    splitter = LineSplitter(limit=100)
+    out = []
+    for i in range(0, len(data), chunk_size):
+        out += splitter.feed(data[i : i + chunk_size])
+    out += splitter.finish()
+    assert out == [
+        b"short",
+        b"x" * 100 + logs.TRUNCATED,
+        b"after",
+        b"y" * 100 + logs.TRUNCATED,
+    ]
+
+
+def test_a_plugin_line_over_64_kib_is_truncated_in_the_file(tmp_path: Path) -> None:
+    log = PluginLog("p", tmp_path / "p.log")
+    splitter = LineSplitter()
+    for raw in splitter.feed(b"z" * (200 * 1024) + b"\nnext\n"):
+        log.line("stdout", raw.decode(), 1, 1)
+    log.close()
+    long, after = records(tmp_path / "p.log")
+    assert str(long["message"]).endswith("[line truncated]")
+    assert len(str(long["message"])) == logs.MAX_LINE + len(logs.TRUNCATED)
+    assert after["message"] == "next"
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 65536])
+def test_lines_backwards_reads_from_the_end_in_blocks(tmp_path: Path, block: int) -> None:
+    rng = random.Random(block)
+    lines = [("é" * rng.randrange(0, 40) + str(i)).encode() for i in range(300)]
+    path = tmp_path / "f"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert list(lines_backwards(path, block=block)) == lines[::-1]
+    assert list(lines_backwards(tmp_path / "missing")) == []
+
+
+async def test_followers_get_each_new_record_until_they_leave(tmp_path: Path) -> None:
+    log = PluginLog("p", tmp_path / "p.log")
+    log.line("stdout", "before", 1, 1)
+    with log.follow() as first, log.follow() as second:
+        log.line("stdout", "one", 1, 1)
+        log.lifecycle("crashed", {"exit": "killed by SIGKILL"})
+        assert first.receive_nowait()["message"] == "one"
+        assert first.receive_nowait()["event"] == "crashed"
+        assert second.receive_nowait()["message"] == "one"
+    log.line("stdout", "after", 1, 1)
+    with pytest.raises(trio.EndOfChannel):
+        first.receive_nowait()
+    with log.follow() as third:
+        log.close()
+        with pytest.raises(trio.EndOfChannel):
+            third.receive_nowait()
+
+
+def follow_by_name(path: Path, stop: threading.Event, out: list[bytes]) -> None:
+    """What ``tail -F`` and log shippers do: read to the end; when the name points at a new
+    file, finish the old one, then open the new one."""
+    handle = None
+    inode = None
+    pending = b""
+    while True:
+        if handle is None:
+            try:
+                handle = path.open("rb")
+            except FileNotFoundError:
+                time.sleep(0.001)
+                continue
+            inode = os.fstat(handle.fileno()).st_ino
+        chunk = handle.read()
+        if chunk:
+            *lines, pending = (pending + chunk).split(b"\n")
+            out.extend(lines)
+            continue
+        try:
+            moved = os.stat(path).st_ino != inode
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            rest = handle.read()  # written just before the rename
+            *lines, pending = (pending + rest).split(b"\n")
+            out.extend(lines)
+            assert pending == b"", "a line was split across files"
+            handle.close()
+            handle = None
+            continue
+        if stop.is_set():
+            handle.close()
+            return
+        time.sleep(0.001)
+
+
+def test_a_reader_following_by_name_gets_every_line_once_across_rotations(
+    tmp_path: Path,
+) -> None:
+    """Three rotations and more while a reader follows ``p.log`` by name: every record
+    arrives exactly once, in order, and each line is a whole JSON object."""
+    path = tmp_path / "p.log"
+    log = PluginLog("p", path, max_bytes=8000, backups=5)
+    received: list[bytes] = []
+    stop = threading.Event()
+    reader = threading.Thread(target=follow_by_name, args=(path, stop, received))
+    reader.start()
+    try:
+        total = 400
+        for i in range(total):
+            log.line("stdout", json.dumps({"message": f"m{i}", "pad": "p" * (i % 50)}), 1, 1)
+            if i % 10 == 9:
+                time.sleep(0.005)  # a writer's pace; the reader keeps up as a shipper does
+        log.close()
+    finally:
+        time.sleep(0.1)
+        stop.set()
+        reader.join(10)
+    assert len(list(tmp_path.glob("p.log.*"))) >= 3, "at least three rotations"
+    parsed = [json.loads(line) for line in received]
+    assert [r["message"] for r in parsed] == [f"m{i}" for i in range(total)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -13,10 +14,11 @@ from quart.typing import ResponseReturnValue
 from toru.api.auth import query_int
 from toru.api.errors import ApiError, json_body
 from toru.api.guards import admin_required, current_identity, login_required
+from toru.api.sse import KEEP_ALIVE_COMMENT, event_stream, receive_or_idle, sse
 from toru.plugins.connection import ConnectionLost, QueueFull, RequestTimeout
 from toru.plugins.framing import ProtocolError
 from toru.plugins.kv import KvError
-from toru.plugins.logs import LEVELS, read_page
+from toru.plugins.logs import LEVELS, level_rank, read_page
 from toru.plugins.messages import HttpRequest, decode_http_reply
 from toru.plugins.naming import ID_PATTERN
 from toru.plugins.supervisor import PluginError, Supervisor
@@ -35,6 +37,14 @@ class KvAction:
     action: str
     key: str
     value: str | None = None
+
+
+def query_level() -> str | None:
+    """``?level=``: a minimum severity, checked (400 names the accepted ones)."""
+    level = request.args.get("level") or None
+    if level is not None and level.lower() not in LEVELS:
+        raise ApiError(400, f"level {level!r} is not one of debug, info, warn, error")
+    return level
 
 
 def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
@@ -119,16 +129,36 @@ def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
         status_or_error(plugin_id)
         page = query_int("page", 0, low=0, high=1_000_000)
         page_size = query_int("page_size", 100, low=1, high=1000)
-        level = request.args.get("level") or None
-        if level is not None and level.lower() not in LEVELS:
-            raise ApiError(400, f"level {level!r} is not one of debug, info, warn, error")
+        level = query_level()
         file = supervisor.log_file(plugin_id)
         if file is None:
-            return jsonify({"entries": [], "page": page, "page_size": page_size, "has_more": False})
-        entries, more = await trio.to_thread.run_sync(
+            return jsonify({"logs": [], "page": page, "page_size": page_size, "has_more": False})
+        records, more = await trio.to_thread.run_sync(
             lambda: read_page(file.path, page=page, page_size=page_size, level=level)
         )
-        return jsonify({"entries": entries, "page": page, "page_size": page_size, "has_more": more})
+        return jsonify({"logs": records, "page": page, "page_size": page_size, "has_more": more})
+
+    @bp.get("/<plugin_id>/logs/stream")
+    @admin_required
+    async def logs_stream(plugin_id: str) -> ResponseReturnValue:
+        """Live follow: a ``log`` event per record written from now on (``?level=`` filters)."""
+        status_or_error(plugin_id)
+        level = query_level()
+        minimum = level_rank(level) if level else 0
+        file = supervisor.log_file(plugin_id)
+        if file is None:
+            raise ApiError(404, "Toru runs without a log directory; there is nothing to follow")
+
+        async def events() -> AsyncIterator[bytes]:
+            with file.follow() as records:
+                yield b": following " + plugin_id.encode() + b"\n\n"
+                async for record in receive_or_idle(records):
+                    if record is None:
+                        yield KEEP_ALIVE_COMMENT
+                    elif level_rank(record.get("level")) >= minimum:
+                        yield sse("log", record)
+
+        return event_stream(events())
 
     @bp.get("/<plugin_id>/bundle.js")
     @login_required

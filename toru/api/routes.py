@@ -27,7 +27,6 @@ from toru.plugins.supervisor import Supervisor
 log = structlog.get_logger("toru.api.routes")
 
 REQUEST_TIMEOUT = 30.0
-MAX_REQUEST_BODY = 10 * 1024 * 1024
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -41,32 +40,43 @@ RESPONSE_DROPPED = HOP_BY_HOP | {"set-cookie", "content-length"}
 
 def plugin_routes_blueprint(supervisor: Supervisor, settings: Settings) -> Blueprint:
     bp = Blueprint("plugin_routes", __name__, url_prefix="/api/plugins/route")
+    limit = settings.max_request_body
+    too_large = (
+        f"the request body is over the {limit / 2**20:g} MiB limit for plugin routes "
+        "(TORU_MAX_REQUEST_BODY_MB)"
+    )
 
     @bp.route("/<route>", defaults={"path": ""}, methods=METHODS)
     @bp.route("/<route>/", defaults={"path": ""}, methods=METHODS)
     @bp.route("/<route>/<path:path>", methods=METHODS)
     @login_required
     async def forward(route: str, path: str) -> ResponseReturnValue:
+        def report(message: str, **details: str) -> None:
+            """A warning in Toru's log and in the plugin's own file, with the request id."""
+            log.warning(message, plugin_id=plugin_id, **details)
+            if file := supervisor.log_file(plugin_id):
+                file.note("warn", message, request_id=g.request_id, url=url, **details)
+
+        url = request.full_path if request.query_string else request.path
         runner = supervisor.runner_for_route(route)
         if runner is None:
             raise ApiError(404, f"no enabled plugin serves the route '/{route}'")
         plugin_id = runner.plugin_id
         channel = runner.channel
         if runner.state is not State.RUNNING or channel is None:
-            log.warning("request refused: plugin not running", plugin_id=plugin_id,
-                        state=runner.state.value)  # fmt: skip
+            report("request refused: plugin not running", state=runner.state.value)
             raise ApiError(
                 503,
                 f"plugin {plugin_id!r} is {runner.state.value}; try again shortly",
                 headers={"Retry-After": "2"},
                 plugin=plugin_id,
             )
-        if (request.content_length or 0) > MAX_REQUEST_BODY:
-            raise ApiError(413, f"the request body is over {MAX_REQUEST_BODY // 2**20} MiB")
+        if (request.content_length or 0) > limit:
+            raise ApiError(413, too_large, plugin=plugin_id)
         raw = await request.get_data(cache=False, as_text=False)
         body = raw if isinstance(raw, bytes) else raw.encode("utf-8")
-        if len(body) > MAX_REQUEST_BODY:
-            raise ApiError(413, f"the request body is over {MAX_REQUEST_BODY // 2**20} MiB")
+        if len(body) > limit:
+            raise ApiError(413, too_large, plugin=plugin_id)
         identity = current_identity()
         headers = {
             name.lower(): value
@@ -91,14 +101,14 @@ def plugin_routes_blueprint(supervisor: Supervisor, settings: Settings) -> Bluep
             frame = await channel.request(message, timeout=REQUEST_TIMEOUT)
             reply = decode_http_reply(frame)
         except RequestTimeout as exc:
-            log.warning("plugin request timed out", plugin_id=plugin_id, reason=str(exc))
+            report("plugin request timed out", reason=str(exc))
             raise ApiError(504, f"plugin {plugin_id!r} did not answer within "
                            f"{REQUEST_TIMEOUT:g} s", plugin=plugin_id) from None  # fmt: skip
         except QueueFull as exc:
-            log.warning("plugin request refused", plugin_id=plugin_id, reason=str(exc))
+            report("plugin request refused", reason=str(exc))
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}, plugin=plugin_id) from None
         except (ConnectionLost, ProtocolError) as exc:
-            log.warning("plugin request failed", plugin_id=plugin_id, reason=str(exc))
+            report("plugin request failed", reason=str(exc))
             raise ApiError(502, f"plugin {plugin_id!r} failed to answer: {exc}",
                            plugin=plugin_id) from None  # fmt: skip
         response = Response(reply.body, status=reply.status)

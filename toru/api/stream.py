@@ -9,23 +9,16 @@ comment line every 15 s keeps proxies from closing an idle stream.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import trio
-from quart import Blueprint, Response
+from quart import Blueprint
 from quart.typing import ResponseReturnValue
 
 from toru.api.guards import current_identity, login_required
 from toru.api.plugins import public_view
+from toru.api.sse import KEEP_ALIVE_COMMENT, event_stream, receive_or_idle, sse
 from toru.plugins.supervisor import Supervisor
-
-KEEP_ALIVE = 15.0
-
-
-def sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
 def stream_blueprint(supervisor: Supervisor) -> Blueprint:
@@ -43,23 +36,14 @@ def stream_blueprint(supervisor: Supervisor) -> Blueprint:
             with supervisor.subscribe() as changes:
                 snapshot = [visible(s) for s in supervisor.statuses() if admin or s["enabled"]]
                 yield sse("snapshot", {"plugins": snapshot})
-                while True:
-                    with trio.move_on_after(KEEP_ALIVE) as idle:
-                        try:
-                            message = await changes.receive()
-                        except (trio.EndOfChannel, trio.ClosedResourceError):
-                            return  # the server is stopping
-                    if idle.cancelled_caught:
-                        yield b": keep-alive\n\n"
+                async for message in receive_or_idle(changes):
+                    if message is None:
+                        yield KEEP_ALIVE_COMMENT
                     elif message["type"] == "plugin":
                         yield sse("plugin", visible(message["plugin"]))
                     else:
                         yield sse("removed", {"id": message["id"]})
 
-        response = Response(events(), mimetype="text/event-stream")
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events through at once
-        response.timeout = None
-        return response
+        return event_stream(events())
 
     return bp

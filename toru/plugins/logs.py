@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
+import trio
 
 from toru.timestamps import iso_utc
 
@@ -29,19 +32,62 @@ ROTATE_KEEP = 5
 RATE = 2000.0  # lines per second, sustained
 BURST = 4000.0
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "critical": 50}
+MAX_LINE = 64 * 1024
+TRUNCATED = b" [line truncated]"
+READ_BLOCK = 64 * 1024
+#: Records a live follower may fall behind by before it is told it missed some.
+FOLLOW_BUFFER = 1000
 
 
 def level_rank(level: Any) -> int:
     return LEVELS.get(str(level).lower(), 20)
 
 
+@attrs.define
+class LineSplitter:
+    """Reassembles lines from a pipe's chunks; a line over *limit* bytes is cut with a marker.
+
+    The rest of a cut line (until its newline) is dropped, not taken for a new line.
+    """
+
+    limit: int = MAX_LINE
+    _pending: bytes = attrs.field(default=b"", init=False)
+    _discarding: bool = attrs.field(default=False, init=False)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        *complete, rest = (self._pending + chunk).split(b"\n")
+        for line in complete:
+            if self._discarding:
+                self._discarding = False  # the tail of a line already cut
+            elif len(line) > self.limit:
+                out.append(line[: self.limit] + TRUNCATED)
+            else:
+                out.append(line)
+        if self._discarding:
+            rest = b""
+        elif len(rest) > self.limit:
+            out.append(rest[: self.limit] + TRUNCATED)
+            rest, self._discarding = b"", True
+        self._pending = rest
+        return out
+
+    def finish(self) -> list[bytes]:
+        """The last line when the pipe closed without a newline."""
+        rest, self._pending = self._pending, b""
+        return [rest] if rest and not self._discarding else []
+
+
 @attrs.define(eq=False)
 class PluginLog:
-    """One plugin's file, with its flood limiter."""
+    """One plugin's file, with its flood limiter and its live followers."""
 
     plugin_id: str
     path: Path
     clock: Callable[[], float] = time.monotonic
+    max_bytes: int = ROTATE_BYTES
+    backups: int = ROTATE_KEEP
+    _followers: set[trio.MemorySendChannel[dict[str, Any]]] = attrs.field(factory=set, init=False)
     _logger: logging.Logger = attrs.field(init=False)
     _tokens: float = attrs.field(default=BURST, init=False)
     _last: float = attrs.field(default=0.0, init=False)
@@ -52,7 +98,7 @@ class PluginLog:
         # A private logger per plugin (no propagation): only this file, only these lines.
         self._logger = logging.Logger(f"toru.plugin-file.{self.plugin_id}")
         handler = logging.handlers.RotatingFileHandler(
-            self.path, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP, encoding="utf-8"
+            self.path, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8"
         )
         handler.setFormatter(logging.Formatter("%(message)s"))
         self._logger.addHandler(handler)
@@ -60,6 +106,24 @@ class PluginLog:
 
     def _write(self, record: dict[str, Any]) -> None:
         self._logger.info(json.dumps(record, ensure_ascii=False, default=str))
+        for follower in list(self._followers):
+            try:
+                follower.send_nowait(record)
+            except trio.WouldBlock:
+                pass  # a follower that cannot keep up misses records; the file has them all
+            except trio.BrokenResourceError:
+                self._followers.discard(follower)
+
+    @contextmanager
+    def follow(self) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
+        """Every record written from now on, while the ``with`` block lasts."""
+        send, receive = trio.open_memory_channel[dict[str, Any]](FOLLOW_BUFFER)
+        self._followers.add(send)
+        try:
+            yield receive
+        finally:
+            self._followers.discard(send)
+            send.close()
 
     def _allow(self) -> bool:
         now = self.clock()
@@ -110,9 +174,52 @@ class PluginLog:
         level = "error" if event in {"crashed", "failed"} else "info"
         self._write({**self._base(level, event), "event": event, "source": "toru", **details})
 
+    def note(self, level: str, message: str, **details: Any) -> None:
+        """A record of Toru's about this plugin that is not a lifecycle event (a refused
+        or failed request, for example)."""
+        self._write({**self._base(level, message), "source": "toru", **details})
+
     def close(self) -> None:
         for handler in self._logger.handlers:
             handler.close()
+        for follower in self._followers:
+            follower.close()  # live followers see the end of their stream
+        self._followers.clear()
+
+
+def lines_backwards(path: Path, block: int = READ_BLOCK) -> Iterator[bytes]:
+    """The lines of *path*, last first, reading *block* bytes at a time from the end.
+
+    Memory stays at about one block plus the longest line, whatever the file's size.
+    """
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        position = os.fstat(handle.fileno()).st_size
+        tail = b""
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            handle.seek(position)
+            chunk = handle.read(step) + tail
+            first, *lines = chunk.split(b"\n")
+            tail = first  # may be the end of a line that started in an earlier block
+            for line in reversed(lines):
+                if line:
+                    yield line
+        if tail:
+            yield tail
+
+
+def rotated_files(path: Path) -> Iterator[Path]:
+    """*path*, then ``path.1``, ``path.2``, ... while they exist: newest to oldest."""
+    yield path
+    number = 1
+    while (older := path.with_name(f"{path.name}.{number}")).exists():
+        yield older
+        number += 1
 
 
 def read_page(
@@ -125,13 +232,8 @@ def read_page(
     minimum = level_rank(level) if level else 0
     skip, wanted = page * page_size, page_size + 1
     out: list[dict[str, Any]] = []
-    files = [path, *(path.with_name(f"{path.name}.{i}") for i in range(1, ROTATE_KEEP + 1))]
-    for file in files:
-        try:
-            lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
-        except FileNotFoundError:
-            continue
-        for raw in reversed(lines):
+    for file in rotated_files(path):
+        for raw in lines_backwards(file):
             try:
                 record = json.loads(raw)
             except ValueError:

@@ -42,6 +42,7 @@ from toru.plugins.connection import (
 )
 from toru.plugins.events import EventLog
 from toru.plugins.framing import DEFAULT_MAX_FRAME, FramedStream
+from toru.plugins.logs import LineSplitter
 from toru.plugins.messages import Init, Ping, Shutdown, is_pong
 from toru.plugins.metadata import PluginMetadata
 from toru.plugins.process import describe_status, plugin_environment, spawned, stop
@@ -51,7 +52,6 @@ log = structlog.get_logger("toru.plugins.runner")
 #: sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
 STDERR_TAIL = 20
-MAX_LINE = 64 * 1024
 
 
 class State(enum.StrEnum):
@@ -463,18 +463,14 @@ class PluginRunner:
         done: trio.Event,
     ) -> None:
         """Drain one output pipe line by line, so a chatty plugin never blocks on it."""
-        pending = b""
+        lines = LineSplitter()
         try:
             with trio.CancelScope(shield=True):  # ended by closing the pipe; see _supervise
                 while chunk := await stream.receive_some(65536):
-                    *lines, pending = (pending + chunk).split(b"\n")
-                    if len(pending) > MAX_LINE:
-                        lines.append(pending[:MAX_LINE] + b" [line truncated]")
-                        pending = b""
-                    for raw in lines:
+                    for raw in lines.feed(bytes(chunk)):
                         self._line(name, raw, pid)
-            if pending:
-                self._line(name, pending, pid)
+            for raw in lines.finish():
+                self._line(name, raw, pid)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:
