@@ -1,11 +1,13 @@
-# The two front-door commands: `make run` and `make test`. Both set up .venv on first use.
+# The two front-door commands: `make run` and `make test`. Both set up .venv and build the
+# web UI on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+NPM ?= npm
 
-.PHONY: run test lint format install examples clean
+.PHONY: run test lint format install examples web clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +15,28 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# The web UI: web/ (Preact + TypeScript) built by Vite into toru/web_dist, which Toru serves.
+# `npm ci` runs again when the lock file changes; the build when any of its inputs does.
+NPM_CHECK = @command -v $(NPM) >/dev/null 2>&1 || { \
+	echo "make: npm not found. The web UI is built with Node.js (20.19 or later) and npm;" >&2; \
+	echo "      install them (https://nodejs.org/, or apt-get install nodejs npm where that" >&2; \
+	echo "      gives Node 20.19 or later) and run make again." >&2; \
+	exit 1; }
+WEB_INPUTS := $(shell find web/src web/public -type f 2>/dev/null) \
+	$(wildcard web/index.html web/package.json web/vite.config.* web/tsconfig*.json)
+
+web/node_modules/.installed: web/package-lock.json
+	$(NPM_CHECK)
+	cd web && $(NPM) ci --no-audit --no-fund
+	@touch $@
+
+toru/web_dist/index.html: web/node_modules/.installed $(WEB_INPUTS)
+	$(NPM_CHECK)
+	cd web && $(NPM) run build
+	@touch $@
+
+web: toru/web_dist/index.html
 
 # The example plugins, built into ./plugins and enabled on first use (an existing
 # plugins/.metadata/config.json, i.e. your own choices, is left alone).
@@ -29,7 +53,7 @@ examples: plugins/hello-plugin-python.binary
 
 # Serves on 127.0.0.1:3000 (STEERING_PORT/STEERING_HOST change that). Without ADMIN_PASSWORD
 # in the environment, a fresh one is generated for this run and printed.
-run: $(STAMP) examples
+run: $(STAMP) web examples
 	@if [ -z "$$ADMIN_PASSWORD" ]; then \
 		ADMIN_PASSWORD="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))')"; \
 		export ADMIN_PASSWORD; \
@@ -38,8 +62,10 @@ run: $(STAMP) examples
 	fi; \
 	exec $(BIN)/toru serve
 
-test: $(STAMP)
+# pytest (including the browser tests in tests/e2e, which need chromium), then the UI's vitest.
+test: $(STAMP) web
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(NPM) --prefix web test
 
 lint: $(STAMP)
 	$(BIN)/ruff check toru tests
@@ -51,4 +77,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix toru tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules toru/web_dist test-artifacts

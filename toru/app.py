@@ -1,4 +1,4 @@
-"""The Quart-Trio application: blueprints, request ids, CSRF rule, security headers.
+"""The Quart-Trio application: blueprints, the web UI, request ids, CSRF rule, security headers.
 
 ``create_app`` takes the services it needs as arguments; nothing here opens a
 database or starts a task, so the app can be served by Hypercorn in the root
@@ -12,8 +12,10 @@ import uuid
 from urllib.parse import urlsplit
 
 import structlog
+import trio
 from quart import Quart, Response, g, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from toru.api.auth import auth_blueprint
 from toru.api.errors import ApiError, install_error_handlers
@@ -25,9 +27,11 @@ from toru.api.system import system_blueprint
 from toru.api.users import users_blueprint
 from toru.auth.service import AuthService
 from toru.plugins.supervisor import Supervisor
+from toru.webui import CONTENT_SECURITY_POLICY, webui_blueprint
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_BODY_BYTES = 16 * 1024 * 1024
+BODY_DRAIN_SECONDS = 10.0
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -37,7 +41,7 @@ def create_app(auth: AuthService, supervisor: Supervisor | None = None) -> Quart
     Without a *supervisor* (tools, some tests) the plugin endpoints are absent.
     """
     settings = auth.settings
-    app = QuartTrio("toru")
+    app = QuartTrio("toru", static_folder=None)  # the web UI serves files (toru/webui.py)
     # Core endpoints take small JSON bodies; plugin routes check their own (larger) limit.
     app.config["MAX_CONTENT_LENGTH"] = max(MAX_BODY_BYTES, settings.max_request_body + 1)
     app.config["JSON_SORT_KEYS"] = False
@@ -57,10 +61,13 @@ def create_app(auth: AuthService, supervisor: Supervisor | None = None) -> Quart
 
     @app.after_request
     async def finish_request(response: Response) -> Response:
+        await drain_body(response)
         response.headers["X-Request-Id"] = g.get("request_id", "-")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        # Added, not defaulted: a plugin route's own policy can only tighten Toru's.
+        response.headers.add("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         if request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -73,12 +80,33 @@ def create_app(auth: AuthService, supervisor: Supervisor | None = None) -> Quart
         app.register_blueprint(plugin_routes_blueprint(supervisor, settings))
         app.register_blueprint(plugins_blueprint(supervisor))
         app.register_blueprint(stream_blueprint(supervisor))
+    app.register_blueprint(webui_blueprint())
     return app
 
 
 PLUGIN_ROUTES = "/api/plugins/route/"
 #: Plugin routes accept any body (forms, uploads); this header proves the request is ours.
 CSRF_HEADER = "X-Toru-Request"
+
+
+async def drain_body(response: Response) -> None:
+    """Receive the rest of a request body the handler did not read (a 401, 403 or 404
+    answered before the body arrived, an endpoint that takes none).
+
+    Hypercorn 0.18 neither reuses nor closes a keep-alive connection whose response
+    ended before the request body did: the client's next request on it hangs. Reading
+    the body first keeps the connection usable. A body that is too large or too slow
+    is given up on, and the connection is closed instead.
+    """
+    if request.method in {"GET", "HEAD"} and not request.content_length:
+        return
+    with trio.move_on_after(BODY_DRAIN_SECONDS) as slow:
+        try:
+            await request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            response.headers["Connection"] = "close"
+    if slow.cancelled_caught:
+        response.headers["Connection"] = "close"
 
 
 def check_csrf(*, trust_proxy: bool) -> None:
