@@ -185,6 +185,8 @@ async def serve(
             log.info("toru is serving", urls=list(urls), instance_id=instance_id)
             task_status.started(urls)
             await stopping.wait()
+            # Event streams never end by themselves: end them, so the drain is not held up.
+            supervisor.end_streams()
             # Hypercorn stops accepting and drains open requests for up to GRACEFUL_TIMEOUT;
             # the margin covers its own clean-up. Then the rest of the tree is cancelled.
             with trio.move_on_after(GRACEFUL_TIMEOUT + 2):

@@ -83,6 +83,56 @@ async def test_malformed_json_is_400(anon: httpx.AsyncClient) -> None:
     assert "expected a JSON object" in array.json()["error"]
 
 
+async def test_a_body_that_is_not_utf8_is_400(anon: httpx.AsyncClient) -> None:
+    response = await anon.post(
+        "/api/auth/login", content=b"\xef\x06G\xa3", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": "the request body is not valid JSON"}
+
+
+async def test_a_user_id_past_sqlite_integers_is_404(admin: httpx.AsyncClient) -> None:
+    huge = "/api/users/" + str(2**90)
+    assert (await admin.put(huge, json={})).status_code == 404
+    deleted = await admin.delete(huge, headers={"Content-Type": "application/json"})
+    assert deleted.status_code == 404
+
+
+async def read_response(stream: trio.SocketStream) -> bytes:
+    """One whole HTTP/1.1 response with a Content-Length."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += await stream.receive_some()
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += await stream.receive_some()
+    return head
+
+
+@pytest.mark.parametrize("path", ["/api/users", "/api/plugins/nope/enable", "/api/nope"])
+async def test_keep_alive_survives_an_answer_sent_before_the_body(
+    server: RunningServer, path: str
+) -> None:
+    """Headers first, body a moment later (what clients do with larger bodies), answered
+    early (401, 404) without reading the body: the next request on the same connection
+    is answered too. (Hypercorn alone leaves such a connection hanging.)"""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    body = b'{"username": "x"}'
+    async with stream:
+        for _ in range(3):
+            await stream.send_all(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+            )
+            await trio.sleep(0.05)
+            await stream.send_all(body)
+            with trio.fail_after(5):
+                head = await read_response(stream)
+            assert head.split(b" ")[1] in {b"401", b"404"}
+
+
 async def test_oversized_body_is_413_before_it_is_sent(server: RunningServer) -> None:
     """A declared body over 16 MiB is refused from its headers alone, without reading it."""
     host, port = server.url.removeprefix("http://").rsplit(":", 1)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import httpx
 import trio
 
 from tests.conftest import CLIENT_PASSWORD, StartServer
-from tests.support import ADMIN_PASSWORD, EventStream, client, login, make_settings
+from tests.support import (
+    ADMIN_PASSWORD,
+    EventStream,
+    client,
+    login,
+    make_settings,
+    server_process,
+)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_python.binary"
 
@@ -60,3 +68,35 @@ async def test_stream_needs_a_login(start_server: StartServer, tmp_path: Path) -
     running = await start_server(make_settings(tmp_path))
     async with httpx.AsyncClient(base_url=running.url) as anonymous:
         assert (await anonymous.get("/api/stream")).status_code == 401
+
+
+async def test_open_streams_end_when_the_server_stops(tmp_path: Path) -> None:
+    """SIGTERM ends open status and log streams at once: each browser sees its stream end
+    (and stops listening) instead of a connection cut at the end of the 5 s drain."""
+    root = tmp_path / "server"
+    (root / "plugins").mkdir(parents=True)
+    shutil.copy2(FIXTURE, root / "plugins")
+    ended: list[float] = []
+
+    async def follow(http: httpx.AsyncClient, path: str, opened: trio.Event) -> None:
+        async with http.stream("GET", path) as response:
+            assert response.status_code == 200
+            opened.set()
+            async for _ in response.aiter_lines():
+                pass
+        ended.append(trio.current_time())
+
+    async with server_process(root) as server, client(await server.start()) as admin:
+        await login(admin, "admin", ADMIN_PASSWORD)
+        assert (await admin.post("/api/plugins/legacy-python/enable")).status_code == 200
+        with trio.fail_after(4):  # under the 5 s drain
+            async with trio.open_nursery() as nursery:
+                for path in ("/api/stream", "/api/plugins/legacy-python/logs/stream"):
+                    opened = trio.Event()
+                    nursery.start_soon(follow, admin, path, opened)
+                    await opened.wait()
+                stopped_at = trio.current_time()
+                server.send(signal.SIGTERM)
+        print(f"streams ended {max(ended) - stopped_at:.3f} s after SIGTERM")
+        assert len(ended) == 2
+        assert await server.wait(10) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 import structlog
@@ -40,12 +41,14 @@ def error_response(
 
 async def json_body(cls: type[T]) -> T:
     """The request's JSON object as *cls*; 400 with the reason when it is not one."""
-    data = await request.get_json(force=True, silent=True)
-    if data is None:
-        raw = await request.get_data()
-        if raw.strip():
-            raise ApiError(400, "the request body is not valid JSON")
-        data = {}
+    raw = await request.get_data(as_text=False)
+    if not raw.strip():
+        data: object = {}
+    else:
+        try:
+            data = json.loads(raw)
+        except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+            raise ApiError(400, "the request body is not valid JSON") from None
     try:
         return structure(data, cls)
     except StructureError as exc:

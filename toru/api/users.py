@@ -46,6 +46,16 @@ def user_json(user: User) -> dict[str, Any]:
     }
 
 
+#: SQLite's largest integer: no user has a larger id (and SQLite cannot be asked about one).
+MAX_ID = 2**63 - 1
+
+
+def known_id(user_id: int) -> int:
+    if user_id > MAX_ID:
+        raise ApiError(404, f"no user with id {user_id}")
+    return user_id
+
+
 def users_blueprint(auth: AuthService) -> Blueprint:
     bp = Blueprint("users", __name__, url_prefix="/api/users")
 
@@ -69,6 +79,7 @@ def users_blueprint(auth: AuthService) -> Blueprint:
     @bp.put("/<int:user_id>")
     @admin_required
     async def update_user(user_id: int) -> Response:
+        user_id = known_id(user_id)
         body = await json_body(UpdateUser)
         me = current_identity()
         if me.user_id == user_id:
@@ -99,6 +110,7 @@ def users_blueprint(auth: AuthService) -> Blueprint:
     @bp.delete("/<int:user_id>")
     @admin_required
     async def delete_user(user_id: int) -> ResponseReturnValue:
+        user_id = known_id(user_id)
         if current_identity().user_id == user_id:
             raise ApiError(409, "you cannot delete your own account; ask another administrator")
         try:

@@ -88,6 +88,7 @@ class PluginLog:
     max_bytes: int = ROTATE_BYTES
     backups: int = ROTATE_KEEP
     _followers: set[trio.MemorySendChannel[dict[str, Any]]] = attrs.field(factory=set, init=False)
+    _following: bool = attrs.field(default=True, init=False)
     _logger: logging.Logger = attrs.field(init=False)
     _tokens: float = attrs.field(default=BURST, init=False)
     _last: float = attrs.field(default=0.0, init=False)
@@ -118,7 +119,10 @@ class PluginLog:
     def follow(self) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
         """Every record written from now on, while the ``with`` block lasts."""
         send, receive = trio.open_memory_channel[dict[str, Any]](FOLLOW_BUFFER)
-        self._followers.add(send)
+        if self._following:
+            self._followers.add(send)
+        else:
+            send.close()
         try:
             yield receive
         finally:
@@ -179,12 +183,17 @@ class PluginLog:
         or failed request, for example)."""
         self._write({**self._base(level, message), "source": "toru", **details})
 
+    def end_followers(self) -> None:
+        """Live followers see the end of their stream; later ones end at once."""
+        self._following = False
+        for follower in self._followers:
+            follower.close()
+        self._followers.clear()
+
     def close(self) -> None:
         for handler in self._logger.handlers:
             handler.close()
-        for follower in self._followers:
-            follower.close()  # live followers see the end of their stream
-        self._followers.clear()
+        self.end_followers()
 
 
 def lines_backwards(path: Path, block: int = READ_BLOCK) -> Iterator[bytes]:

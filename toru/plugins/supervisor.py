@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import attrs
 import structlog
 import trio
 
+from toru.plugins import socketdir
 from toru.plugins.discovery import Discovered, accepted, scan
 from toru.plugins.enablement import EnableState
 from toru.plugins.events import EventLog
@@ -69,6 +70,7 @@ class Supervisor:
     _subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = attrs.field(factory=set, init=False)
 
     _files: dict[str, PluginLog] = attrs.field(factory=dict, init=False)
+    _streams_ended: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.enablement = EnableState.for_plugins_dir(self.plugins_dir)
@@ -97,8 +99,9 @@ class Supervisor:
         own shutdown ladder.
         """
         # Short, private (0700) and ours alone: socket paths must stay under 108 bytes.
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="toru-"))
+        self.socket_dir = socketdir.create()
         try:
+            await self._clean_stale_socket_dirs()
             await self.enablement.load()
             await self._scan()
             async with trio.open_nursery() as nursery:
@@ -116,6 +119,19 @@ class Supervisor:
             for channel in list(self._subscribers):
                 channel.close()
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    async def _clean_stale_socket_dirs(self) -> None:
+        """What a SIGKILLed server left: its socket directory and its plugins' children."""
+        stale = await trio.to_thread.run_sync(
+            partial(socketdir.clean_stale, self.socket_dir.parent, keep=self.socket_dir)
+        )
+        for found in stale:
+            log.warning(
+                "removed the socket directory of a server that is gone",
+                path=str(found.path),
+                owner_pid=found.owner_pid,
+                killed_pids=found.killed,
+            )
 
     async def _rescan_loop(self) -> None:
         while True:
@@ -379,11 +395,27 @@ class Supervisor:
             except trio.ClosedResourceError:
                 self._subscribers.discard(channel)
 
+    def end_streams(self) -> None:
+        """End every status and log stream now, and any opened later.
+
+        Called when the server starts to stop, so that open server-sent event streams
+        (which never end by themselves) do not hold the HTTP drain for its full timeout.
+        """
+        self._streams_ended = True
+        for channel in list(self._subscribers):
+            channel.close()
+        self._subscribers.clear()
+        for file in self._files.values():
+            file.end_followers()
+
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
         """Receive ``{"type": "plugin", "plugin": status}`` messages while the block runs."""
         send, receive = trio.open_memory_channel[dict[str, Any]](SUBSCRIBER_BUFFER)
-        self._subscribers.add(send)
+        if self._streams_ended:
+            send.close()  # the server is stopping: the stream ends at once
+        else:
+            self._subscribers.add(send)
         try:
             yield receive
         finally:
