@@ -1,7 +1,7 @@
 import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useState } from "preact/hooks";
-import { api, ApiError, seg } from "../api/client";
 import type { AnyPlugin, PluginStatus } from "../api/types";
+import { usePluginLookup } from "../api/usePluginLookup";
 import { EventsTimeline } from "../components/EventsTimeline";
 import { HealthDot } from "../components/HealthDot";
 import { Link } from "../components/Link";
@@ -41,30 +41,13 @@ const revisionOf = (p: AnyPlugin) =>
 /** /plugins/{id}: everything about one plugin, its events and its log. */
 export function PluginDetailPage({ id }: { id: string }) {
   const live = useStore(streamStore, useCallback((state: StreamState) => state.plugins[id], [id]));
-  const [fetched, setFetched] = useState<PluginStatus | null | undefined>(undefined);
-  const [failure, setFailure] = useState<string | null>(null);
-  const [attempt, setAttempt] = useState(0);
+  const { fetched, failure, retry } = usePluginLookup<PluginStatus>(id);
   const { pending, run } = usePluginActions();
-
-  useEffect(() => {
-    let alive = true;
-    api.get<PluginStatus>(`/api/plugins/${seg(id)}`).then(
-      (status) => alive && setFetched(status),
-      (error: unknown) => {
-        if (!alive) return;
-        if (error instanceof ApiError && error.status === 404) setFetched(null);
-        else setFailure(error instanceof Error ? error.message : String(error));
-      },
-    );
-    return () => {
-      alive = false;
-    };
-  }, [id, attempt]);
 
   const plugin: AnyPlugin | null | undefined = live ?? fetched;
   if (plugin === undefined) {
     return failure ? (
-      <LoadError message={`Could not load the plugin: ${failure}`} retry={() => (setFailure(null), setAttempt((n) => n + 1))} />
+      <LoadError message={`Could not load the plugin: ${failure}`} retry={retry} />
     ) : (
       <Loading what="Loading the plugin…" />
     );

@@ -1,6 +1,6 @@
-import { useCallback, useEffect, useState } from "preact/hooks";
-import { api, ApiError, seg } from "../api/client";
+import { useCallback } from "preact/hooks";
 import type { AnyPlugin, Identity } from "../api/types";
+import { usePluginLookup } from "../api/usePluginLookup";
 import { HealthDot } from "../components/HealthDot";
 import { PageHeading } from "../components/PageHeading";
 import { PluginIcon } from "../components/PluginIcon";
@@ -21,25 +21,7 @@ export function PluginViewPage({ id, identity }: { id: string; identity: Identit
   const fromStream = useStore(streamStore, useCallback((state: StreamState) => state.plugins[id], [id]));
   const known = useStore(streamStore, loaded);
   // Before the stream's first list, ask for this one plugin.
-  const [fetched, setFetched] = useState<AnyPlugin | null | undefined>(undefined);
-  const [failure, setFailure] = useState<string | null>(null);
-  const [attempt, setAttempt] = useState(0);
-
-  useEffect(() => {
-    if (known) return;
-    let alive = true;
-    api.get<AnyPlugin>(`/api/plugins/${seg(id)}`).then(
-      (plugin) => alive && setFetched(plugin),
-      (error: unknown) => {
-        if (!alive) return;
-        if (error instanceof ApiError && error.status === 404) setFetched(null);
-        else setFailure(error instanceof Error ? error.message : String(error));
-      },
-    );
-    return () => {
-      alive = false;
-    };
-  }, [id, known, attempt]);
+  const { fetched, failure, retry } = usePluginLookup<AnyPlugin>(id, known);
 
   // Once the stream is known, a plugin missing from it is disabled or unknown (404), not loading.
   const plugin = known ? (fromStream ?? null) : (fromStream ?? fetched);
@@ -48,10 +30,7 @@ export function PluginViewPage({ id, identity }: { id: string; identity: Identit
       return (
         <LoadError
           message={`Could not look up the plugin: ${failure}`}
-          retry={() => {
-            setFailure(null);
-            setAttempt((n) => n + 1);
-          }}
+          retry={retry}
         />
       );
     return <Loading what="Looking up the plugin…" />;
