@@ -306,8 +306,11 @@ class Supervisor:
         """Full status of one plugin (the admin view)."""
         item = self._require(plugin_id)
         assert item.metadata is not None
-        enabled = self.enablement.enabled(plugin_id)
         runner = self.runners.get(plugin_id)
+        # A runner that gave up is disabled from that moment, also while config.json is
+        # still being written (never "failed" and enabled at once).
+        failed = runner is not None and runner.state is State.FAILED
+        enabled = self.enablement.enabled(plugin_id) and not failed
         live: dict[str, Any] = (
             runner.status()
             if runner is not None
