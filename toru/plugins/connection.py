@@ -45,6 +45,17 @@ from toru.plugins.messages import (
 log = structlog.get_logger("toru.plugins.connection")
 
 KvHandler = Callable[[KvRequest], Awaitable[KvReply]]
+#: How long writing one request frame may take before the connection is given up: as long
+#: as the HTTP request timeout, and about what three missed pings take.
+FRAME_WRITE_LIMIT = 30.0
+#: Requests from one plugin (KV) served at once. While that many are in progress the
+#: connection is not read further: a plugin that floods requests (and reads no replies)
+#: backs up in its own socket, not in Toru's memory.
+MAX_PLUGIN_REQUESTS = 64
+#: Stray messages (replies to nothing) logged one by one on a connection; after that, one
+#: line per STRAY_LOG_EVERY, with the count so far.
+STRAY_LOG_FIRST = 10
+STRAY_LOG_EVERY = 10_000
 Frame = dict[str, Any]
 
 
@@ -95,6 +106,10 @@ class PluginConnection:
     supports_ping: bool = True
     _pending: dict[str, _Waiter] = attrs.field(factory=dict, init=False)
     _lost: ConnectionLost | None = attrs.field(default=None, init=False)
+    _stray: int = attrs.field(default=0, init=False)
+    _serving: trio.Semaphore = attrs.field(
+        factory=lambda: trio.Semaphore(MAX_PLUGIN_REQUESTS), init=False
+    )
 
     @classmethod
     async def open(
@@ -141,7 +156,7 @@ class PluginConnection:
                 return self._lose(f"connection broken: {exc}")
             if frame is None:
                 return self._lose("the plugin closed the connection")
-            self._dispatch(frame, handlers)
+            await self._dispatch(frame, handlers)
 
     def _lose(self, reason: str) -> ConnectionLost:
         if self._lost is None:
@@ -152,24 +167,36 @@ class PluginConnection:
             self._pending.clear()
         return self._lost
 
-    def _dispatch(self, frame: Frame, handlers: trio.Nursery) -> None:
+    async def _dispatch(self, frame: Frame, handlers: trio.Nursery) -> None:
         request_id = frame.get("request_id")
         waiter = self._pending.pop(request_id, None) if isinstance(request_id, str) else None
         if waiter is not None:
             waiter.reply = frame
             waiter.done.set()
         elif kind_of(frame) == Kind.KV:
+            await self._serving.acquire()  # released by _serve_kv
             handlers.start_soon(self._serve_kv, frame)
         else:
-            # A late reply (after its caller timed out) or a message we do not know.
-            log.warning(
-                "ignored a message from the plugin",
-                plugin_id=self.plugin_id,
-                reason=f"reply for unknown request_id {request_id!r}",
-                type=kind_of(frame),
-            )
+            # A late reply (after its caller timed out) or a message we do not know. Logged
+            # one by one at first, then once per STRAY_LOG_EVERY: a plugin sending them
+            # without end must not flood Toru's log (nor slow it down writing it).
+            self._stray += 1
+            if self._stray <= STRAY_LOG_FIRST or self._stray % STRAY_LOG_EVERY == 0:
+                log.warning(
+                    "ignored a message from the plugin",
+                    plugin_id=self.plugin_id,
+                    reason=f"reply for unknown request_id {request_id!r}",
+                    type=kind_of(frame),
+                    ignored_so_far=self._stray,
+                )
 
     async def _serve_kv(self, frame: Frame) -> None:
+        try:
+            await self._serve_kv_request(frame)
+        finally:
+            self._serving.release()
+
+    async def _serve_kv_request(self, frame: Frame) -> None:
         request_id = frame.get("request_id")
         if not isinstance(request_id, str):
             log.warning("kv request without a request_id ignored", plugin_id=self.plugin_id)
@@ -202,25 +229,38 @@ class PluginConnection:
 
         Raises :class:`RequestTimeout` after *timeout* seconds (the connection
         stays usable; a late reply is logged and dropped) and
-        :class:`ConnectionLost` when the connection is or goes down.
+        :class:`ConnectionLost` when the connection is or goes down. A frame whose
+        writing has begun is finished even if the caller is cancelled; one that cannot
+        be written within ``max(timeout, FRAME_WRITE_LIMIT)`` (the plugin reads nothing)
+        ends the connection, and this request times out.
         """
         if self._lost is not None:
             raise self._lost
         request_id = new_request_id()
         waiter = self._pending[request_id] = _Waiter()
+        started = trio.current_time()
+        timed_out = RequestTimeout(
+            f"plugin {self.plugin_id!r} did not answer the {_describe(message)} request "
+            f"within {timeout:g} s"
+        )
         try:
-            with trio.move_on_after(timeout):
+            # A frame once begun is finished even if the caller goes away (a browser that
+            # closed the page): cut off, it would leave the stream out of step. Only a
+            # plugin that reads nothing for FRAME_WRITE_LIMIT s stops it, and then the
+            # connection is given up.
+            write_limit = started + max(timeout, FRAME_WRITE_LIMIT)
+            with trio.CancelScope(deadline=write_limit, shield=True) as sending:
                 await self._send(encode(message, request_id))
+            if sending.cancelled_caught:
+                raise timed_out
+            with trio.CancelScope(deadline=started + timeout):
                 await waiter.done.wait()
         finally:
             self._pending.pop(request_id, None)
         if waiter.error is not None:
             raise waiter.error
         if waiter.reply is None:
-            raise RequestTimeout(
-                f"plugin {self.plugin_id!r} did not answer the {_describe(message)} request "
-                f"within {timeout:g} s"
-            )
+            raise timed_out
         return waiter.reply
 
     async def _send(self, frame: Frame) -> None:
@@ -230,6 +270,17 @@ class PluginConnection:
             await self.framed.send(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise self._lose(f"connection broken: {exc}") from exc
+        finally:
+            if self.framed.cut_off and self._lost is None:
+                # The plugin holds part of a frame and would read anything sent after it as
+                # the rest: the connection is useless. Closing it ends the reader, and the
+                # runner restarts the plugin.
+                self._lose(
+                    "a frame was cut off part-way (the plugin did not read it in time); "
+                    "the connection cannot carry anything more"
+                )
+                with trio.move_on_after(1, shield=True):
+                    await self.framed.aclose()
 
 
 @attrs.define(eq=False)

@@ -104,12 +104,22 @@ class FramedStream:
         self._decoder = FrameDecoder(limit=limit)
         self._ready: list[dict[str, Any]] = []
         self._send_lock = trio.Lock()
+        #: A write was interrupted (cancelled, or failed) inside a frame: the peer may hold
+        #: the first part of it, and would read whatever follows as the rest. Nothing more
+        #: can be sent (``BrokenResourceError``); the owner should close the connection.
+        self.cut_off = False
 
     async def send(self, message: dict[str, Any]) -> None:
         """Write one message; concurrent senders are serialised, frames never interleave."""
         frame = encode_frame(message, limit=self.limit)
         async with self._send_lock:
-            await self.stream.send_all(frame)
+            if self.cut_off:
+                raise trio.BrokenResourceError("an earlier frame was cut off part-way")
+            try:
+                await self.stream.send_all(frame)
+            except BaseException:
+                self.cut_off = True
+                raise
 
     async def receive(self) -> dict[str, Any] | None:
         """The next message, or None at a clean end of stream (between frames)."""
