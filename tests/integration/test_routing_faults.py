@@ -104,9 +104,10 @@ async def test_a_plugin_that_never_answers_is_504_after_30_s_and_slows_nobody(
     assert isinstance(elapsed, float)
     assert 29.5 <= elapsed <= 33
     for name, samples in latencies.items():
-        # Behaviour, not a benchmark: nothing waited for the hung request (30 s).
-        assert len(samples) > 50, name
-        assert max(samples) < 5, (name, max(samples))
+        # Behaviour, not a benchmark: nothing waited for the hung request (30 s). The bound
+        # leaves room for a machine busy with other tests (seen: a 5 s stall under load).
+        assert len(samples) > 20, name
+        assert max(samples) < 10, (name, max(samples))
         print(
             f"{name}: {len(samples)} requests, median {statistics.median(samples) * 1000:.1f} ms,"
             f" max {max(samples) * 1000:.1f} ms"
