@@ -58,7 +58,7 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_output_layout(built: Path) -> None:
-    """ID.binary is an executable zipapp with a python3 shebang; bundle.js sits in ID/."""
+    """ID.binary is an executable zipapp (python3 shebang, bytecode inside); bundle.js in ID/."""
     binary = built / "hello-plugin-python.binary"
     assert os.access(binary, os.X_OK)
     assert binary.read_bytes().startswith(b"#!/usr/bin/env python3\n")
@@ -67,7 +67,8 @@ def test_output_layout(built: Path) -> None:
     assert "trio/__init__.py" in names
     assert "attr/__init__.py" in names
     assert not any(n.startswith(("toru/api", "toru/auth", "toru/db")) for n in names)
-    assert not any(n.endswith((".pyc", "bundle.js")) for n in names)
+    assert "trio/__init__.pyc" in names  # bytecode beside the sources: no compiling at start
+    assert not any("__pycache__" in n or n.endswith("bundle.js") for n in names)
     assert (built / "hello-plugin-python" / "bundle.js").read_bytes() == (
         EXAMPLE / "bundle.js"
     ).read_bytes()

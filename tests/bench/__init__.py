@@ -1,0 +1,1 @@
+"""Benchmarks (not tests: pytest collects nothing here); see docs/benchmarks.md."""
