@@ -5,10 +5,11 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,22 @@ async def eventually(
             await trio.sleep(poll)
         return
     raise AssertionError(f"waited {within} s for {what}; it did not happen")
+
+
+def install_plugins(plugins: Path, *sources: Path, enabled: Iterable[str]) -> Path:
+    """Make *plugins* a plugins directory: each source copied in (a ``toru plugin build``
+    output folder, merged, or one ``*.binary``), and ``config.json`` enabling *enabled*."""
+    plugins.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        if source.is_dir():
+            shutil.copytree(source, plugins, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, plugins)
+    (plugins / ".metadata").mkdir(exist_ok=True)
+    (plugins / ".metadata" / "config.json").write_text(
+        json.dumps({"plugins": dict.fromkeys(enabled, True)})
+    )
+    return plugins
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

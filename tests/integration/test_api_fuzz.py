@@ -7,9 +7,7 @@ The seed is fixed so that a failure reproduces; set ``TORU_FUZZ_SEED`` to explor
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 import trio
 
 from tests.conftest import CLIENT_PASSWORD
-from tests.support import ADMIN_PASSWORD, client, login, server_process
+from tests.support import ADMIN_PASSWORD, client, install_plugins, login, server_process
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -60,12 +58,11 @@ async def fuzz(url: str, cookie: str, out: Path) -> tuple[int, str]:
 async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     tmp_path: Path, built_example: Path
 ) -> None:
-    plugins = tmp_path / "plugins"
-    shutil.copytree(built_example, plugins)
-    shutil.copy2(REPO / "tests" / "fixtures" / "legacy_python.binary", plugins)
-    (plugins / ".metadata").mkdir()
-    (plugins / ".metadata" / "config.json").write_text(
-        json.dumps({"plugins": {"hello-plugin-python": True, "legacy-python": True}})
+    install_plugins(
+        tmp_path / "plugins",
+        built_example,
+        REPO / "tests" / "fixtures" / "legacy_python.binary",
+        enabled=["hello-plugin-python", "legacy-python"],
     )
     async with server_process(tmp_path) as server:
         url = await server.start()

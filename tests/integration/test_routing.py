@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from tests.support import (
     ServerProcess,
     client,
     eventually,
+    install_plugins,
     login,
     server_process,
 )
@@ -30,12 +30,11 @@ async def running(
     tmp_path: Path, built_example: Path
 ) -> AsyncIterator[tuple[ServerProcess, httpx.AsyncClient]]:
     """A server with the Python example and the legacy Python fixture enabled, admin logged in."""
-    plugins = tmp_path / "plugins"
-    shutil.copytree(built_example, plugins)
-    shutil.copy2(REPO / "tests" / "fixtures" / "legacy_python.binary", plugins)
-    (plugins / ".metadata").mkdir()
-    (plugins / ".metadata" / "config.json").write_text(
-        json.dumps({"plugins": {"hello-plugin-python": True, "legacy-python": True}})
+    install_plugins(
+        tmp_path / "plugins",
+        built_example,
+        REPO / "tests" / "fixtures" / "legacy_python.binary",
+        enabled=["hello-plugin-python", "legacy-python"],
     )
     async with server_process(tmp_path) as server, client(await server.start()) as http:
         await login(http, "admin", ADMIN_PASSWORD)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import statistics
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from tests.support import (
     ServerProcess,
     client,
     eventually,
+    install_plugins,
     login,
     server_process,
 )
@@ -35,12 +35,11 @@ async def running(
     tmp_path: Path, built_example: Path, built_faulty: Path
 ) -> AsyncIterator[Running]:
     """A server with the Python example and the faulty SDK plugin enabled, admin logged in."""
-    plugins = tmp_path / "plugins"
-    shutil.copytree(built_example, plugins)
-    shutil.copytree(built_faulty, plugins, dirs_exist_ok=True)
-    (plugins / ".metadata").mkdir()
-    (plugins / ".metadata" / "config.json").write_text(
-        json.dumps({"plugins": {"hello-plugin-python": True, "faulty-sdk": True}})
+    install_plugins(
+        tmp_path / "plugins",
+        built_example,
+        built_faulty,
+        enabled=["hello-plugin-python", "faulty-sdk"],
     )
     env = {"TORU_MAX_REQUEST_BODY_MB": "1"}
     async with server_process(tmp_path, env=env) as server, client(await server.start()) as http:
