@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 NPM ?= npm
 
-.PHONY: run test lint format install examples web clean
+.PHONY: run test lint format install examples web api-types check-api-types clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,32 @@ toru/web_dist/index.html: web/node_modules/.installed $(WEB_INPUTS)
 	@touch $@
 
 web: toru/web_dist/index.html
+
+# The web UI's TypeScript types of the API, generated from the OpenAPI document (toru/openapi.py,
+# whose plugin status schemas come from toru/plugins/status.py) by openapi-typescript. The file
+# is committed; `make lint` fails when it is not what this would write now.
+API_TYPES := web/src/api/openapi.d.ts
+# $(call write_api_types,FILE): writes the types to FILE, header first. Objects without
+# properties (`extra`, event details) are records of unknown values, not of `never`.
+write_api_types = tmp="$$(mktemp -d)" && trap 'rm -rf "$$tmp"' EXIT && \
+	$(BIN)/python -m toru.openapi > "$$tmp/openapi.json" && \
+	web/node_modules/.bin/openapi-typescript "$$tmp/openapi.json" --empty-objects-unknown \
+		> "$$tmp/openapi.d.ts" && \
+	{ echo '// Generated from the OpenAPI document (python -m toru.openapi) by `make api-types`.'; \
+	  echo '// Do not edit: change toru/openapi.py or toru/plugins/status.py and run it again.'; \
+	  cat "$$tmp/openapi.d.ts"; } > $(1)
+
+api-types: $(STAMP) web/node_modules/.installed
+	@$(call write_api_types,$(API_TYPES))
+	@echo "wrote $(API_TYPES)"
+
+check-api-types: $(STAMP) web/node_modules/.installed
+	@$(call write_api_types,"$$tmp/current.d.ts") && \
+	if ! diff -u $(API_TYPES) "$$tmp/current.d.ts" >&2; then \
+		echo "make: $(API_TYPES) is not what the OpenAPI document gives now; run make api-types" >&2; \
+		echo "      and commit the result." >&2; \
+		exit 1; \
+	fi
 
 # The example plugins, built into ./plugins and enabled on first use (an existing
 # plugins/.metadata/config.json, i.e. your own choices, is left alone).
@@ -71,6 +97,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check toru tests
 	$(BIN)/ruff format --check toru tests
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory check-api-types
 
 format: $(STAMP)
 	$(BIN)/ruff format toru tests

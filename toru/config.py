@@ -25,6 +25,11 @@ DEFAULT_ADMIN_USERNAME = "admin"
 DEFAULT_MAX_REQUEST_BODY_MB = 10
 MAX_REQUEST_BODY_MB_LIMIT = 1024
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_PING_INTERVAL = 5.0
+DEFAULT_PING_TIMEOUT = 5.0
+DEFAULT_PLUGIN_REQUEST_TIMEOUT = 30.0
+#: Bounds of the seconds settings: from a tenth of a second to an hour.
+SECONDS_RANGE = (0.1, 3600.0)
 
 # Shared with database users: lower-case, starts with a letter or digit.
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
@@ -58,6 +63,12 @@ class Settings:
     trust_proxy: bool = False
     #: The largest request body forwarded to a plugin's route; larger ones get 413.
     max_request_body: int = DEFAULT_MAX_REQUEST_BODY_MB * 1024 * 1024
+    #: Modern plugins are pinged this often (seconds) ...
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    #: ... and a ping without a pong within this long is a miss (3 in a row: restart).
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
+    #: How long a plugin has to answer a web request (504 after that).
+    plugin_request_timeout: float = DEFAULT_PLUGIN_REQUEST_TIMEOUT
 
     @property
     def database_path(self) -> Path:
@@ -120,6 +131,22 @@ def _megabytes(src: _Source, default: int) -> int:
             f"{MAX_REQUEST_BODY_MB_LIMIT}"
         )
     return value * 1024 * 1024
+
+
+def _seconds(src: _Source, default: float) -> float:
+    if src.value is None:
+        return default
+    low, high = SECONDS_RANGE
+    try:
+        value = float(src.value)
+    except ValueError:
+        value = -1.0
+    if not low <= value <= high:
+        raise ConfigError(
+            f"{src.name}={src.value!r} is not a duration in seconds; use a number from "
+            f"{low:g} to {high:g}"
+        )
+    return value
 
 
 def _writable_dir(path: Path) -> str | None:
@@ -267,4 +294,14 @@ def load_settings(
         production=_bool(_pick("PRODUCTION", None, "PRODUCTION", env)),
         trust_proxy=_bool(_pick("TRUST_PROXY", None, "TRUST_PROXY", env)),
         max_request_body=_megabytes(body_src, DEFAULT_MAX_REQUEST_BODY_MB),
+        ping_interval=_seconds(
+            _pick("TORU_PING_INTERVAL", None, "TORU_PING_INTERVAL", env), DEFAULT_PING_INTERVAL
+        ),
+        ping_timeout=_seconds(
+            _pick("TORU_PING_TIMEOUT", None, "TORU_PING_TIMEOUT", env), DEFAULT_PING_TIMEOUT
+        ),
+        plugin_request_timeout=_seconds(
+            _pick("TORU_PLUGIN_REQUEST_TIMEOUT", None, "TORU_PLUGIN_REQUEST_TIMEOUT", env),
+            DEFAULT_PLUGIN_REQUEST_TIMEOUT,
+        ),
     )

@@ -158,9 +158,19 @@ class Database:
             with trio.move_on_after(10, shield=True):
                 await trio.to_thread.run_sync(conn.close, limiter=db._limiter)
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` in a worker thread, one call at a time."""
-        return await trio.to_thread.run_sync(fn, self._conn, limiter=self._limiter)
+    async def run(
+        self, fn: Callable[[sqlite3.Connection], T], *, abandon_on_cancel: bool = False
+    ) -> T:
+        """Run ``fn(connection)`` in a worker thread, one call at a time.
+
+        With *abandon_on_cancel*, a cancelled caller returns at once while the call
+        finishes in its thread (it keeps its turn: later calls still wait for it).
+        For bookkeeping writes that must never hold up the one who makes them (a
+        plugin's lifecycle event while its process is being stopped).
+        """
+        return await trio.to_thread.run_sync(
+            fn, self._conn, limiter=self._limiter, abandon_on_cancel=abandon_on_cancel
+        )
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` in one transaction: committed, or rolled back on error."""

@@ -5,11 +5,26 @@ tests: every ``/api`` route of the app is documented and nothing documented is
 missing (``tests/integration/test_openapi.py``), and Schemathesis checks a
 running server's answers against it. Each operation says who may call it
 (``x-toru-access``: ``anyone``, ``user`` or ``admin``), which the tests use too.
+
+The plugin status schemas are not written by hand: :func:`attrs_schema` derives
+them from the attrs classes of ``toru/plugins/status.py``, and the web UI's
+TypeScript types are generated from this document (``make api-types``, which
+runs ``python -m toru.openapi``). The status shape has that one source.
 """
 
 from __future__ import annotations
 
+import enum
+import json
+import sys
+import types
+import typing
+from collections.abc import Mapping
 from typing import Any
+
+import attrs
+
+from toru.plugins.status import PluginStatus, PublicPluginStatus
 
 JSON = "application/json"
 Schema = dict[str, Any]
@@ -41,11 +56,60 @@ INTEGER: Schema = {"type": "integer"}
 BOOLEAN: Schema = {"type": "boolean"}
 TIMESTAMP: Schema = {"type": "string", "format": "date-time"}
 ROLE: Schema = {"type": "string", "enum": ["client", "admin"]}
-HEALTH: Schema = {"type": "string", "enum": ["healthy", "unhealthy", "disabled"]}
-STATE: Schema = {
-    "type": "string",
-    "enum": ["starting", "running", "backoff", "stopping", "stopped", "failed"],
+
+_SCALARS: dict[object, Schema] = {
+    str: STRING,
+    int: INTEGER,
+    float: {"type": "number"},
+    bool: BOOLEAN,
 }
+#: What a field's Python type cannot say, by field name: the schema of its non-null value.
+_FIELD_SCHEMAS: dict[str, Schema] = {"started_at": TIMESTAMP}
+
+
+def type_schema(hint: object) -> Schema:
+    """The JSON schema of a resolved type hint: ``str``, ``int``, ``float``, ``bool``, a
+    ``StrEnum`` (its values, in declaration order), ``dict[str, ...]`` (an object) and
+    ``X | None`` (nullable) of those. Anything else is a ``TypeError``, so a new field of a
+    type this does not know fails the tests rather than producing a wrong schema."""
+    if hint in _SCALARS:
+        return _SCALARS[hint]
+    if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
+        return {"type": "string", "enum": [member.value for member in hint]}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is dict and args[:1] == (str,):
+        return {"type": "object"}
+    if origin in (types.UnionType, typing.Union) and type(None) in args:
+        rest = [arg for arg in args if arg is not type(None)]
+        if len(rest) == 1:
+            return nullable(type_schema(rest[0]))
+    raise TypeError(f"no JSON schema for the type {hint!r}; teach toru.openapi.type_schema it")
+
+
+def attrs_schema(cls: type, field_schemas: Mapping[str, Schema] = _FIELD_SCHEMAS) -> Schema:
+    """The object schema of an attrs class, as cattrs unstructures it: one property per field
+    (in field order), required unless the field has a default. *field_schemas* refines a
+    field's schema by name (``started_at`` is a timestamp, not any string); the refinement must
+    keep the JSON type the hint gives."""
+    hints = typing.get_type_hints(cls)
+    required: dict[str, Schema] = {}
+    optional: dict[str, Schema] = {}
+    for field in attrs.fields(cls):
+        hint = hints[field.name]
+        schema = type_schema(hint)
+        if field.name in field_schemas:
+            refined = field_schemas[field.name]
+            nullable_hint = typing.get_origin(hint) in (types.UnionType, typing.Union)
+            base = schema["anyOf"][0] if nullable_hint else schema
+            if refined.get("type") != base.get("type"):
+                raise TypeError(
+                    f"{cls.__name__}.{field.name}: the schema {refined} does not fit the type "
+                    f"{hint!r}"
+                )
+            schema = nullable(refined) if nullable_hint else refined
+        (required if field.default is attrs.NOTHING else optional)[field.name] = schema
+    return obj(required, optional)
+
 
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(
@@ -91,45 +155,9 @@ SCHEMAS: dict[str, Schema] = {
             "reason": STRING,
         }
     ),
-    "PublicPlugin": obj(
-        {
-            "id": STRING,
-            "name": STRING,
-            "version": STRING,
-            "route": STRING,
-            "icon": nullable(STRING),
-            "author": nullable(STRING),
-            "enabled": BOOLEAN,
-            "running": BOOLEAN,
-            "health": HEALTH,
-            "state": STATE,
-        }
-    ),
-    "PluginStatus": obj(
-        {
-            "id": STRING,
-            "name": STRING,
-            "version": STRING,
-            "route": STRING,
-            "icon": nullable(STRING),
-            "author": nullable(STRING),
-            "protocol": INTEGER,
-            "enabled": BOOLEAN,
-            "health": HEALTH,
-            "state": STATE,
-            "running": BOOLEAN,
-            "pid": nullable(INTEGER),
-            "restart_count": INTEGER,
-            "failures_in_a_row": INTEGER,
-            "last_error": nullable(STRING),
-            "mode": {"type": "string", "enum": ["modern", "legacy"]},
-            "socket": nullable(STRING),
-            "started_at": nullable(TIMESTAMP),
-            "uptime_s": nullable({"type": "number"}),
-            "binary": STRING,
-        },
-        {"extra": {"type": "object"}},
-    ),
+    # Derived from toru/plugins/status.py, the one source of the status shape.
+    "PublicPlugin": attrs_schema(PublicPluginStatus),
+    "PluginStatus": attrs_schema(PluginStatus),
     "Rejected": obj({"file": STRING, "reason": STRING}),
     "PluginList": obj(
         {
@@ -634,6 +662,7 @@ def _forwarded(method: str) -> dict[str, Any]:
 
 
 def openapi_document(version: str) -> dict[str, Any]:
+    """The whole document; it needs no app, no settings and no running server."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -651,3 +680,16 @@ def openapi_document(version: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def main() -> None:
+    """``python -m toru.openapi``: print the document as JSON (what ``make api-types`` feeds
+    to openapi-typescript). Keys keep the order they are written in here, which is stable."""
+    from toru import __version__
+
+    json.dump(openapi_document(__version__), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

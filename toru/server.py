@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import hypercorn.config
@@ -35,11 +35,16 @@ from toru.config import Settings
 from toru.db import Database, ensure_instance_id
 from toru.plugins.events import EventLog
 from toru.plugins.kv import KvStore
+from toru.plugins.logs import open_plugin_logs
+from toru.plugins.process import REAP_GRACE
+from toru.plugins.runner import Timing
 from toru.plugins.supervisor import Supervisor
 
 log = structlog.get_logger("toru.server")
 
 GRACEFUL_TIMEOUT = 5.0
+#: What a stop may take beyond the slowest ladder: closing the database, the log drain.
+STOP_MARGIN = 1.0
 
 
 class StartupError(Exception):
@@ -72,9 +77,9 @@ def hypercorn_config(settings: Settings) -> hypercorn.config.Config:
 
 
 async def watch_signals(
-    stopping: trio.Event, force: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    stopping: trio.Event, force: Callable[[], None], *, task_status: trio.TaskStatus[None]
 ) -> None:
-    """First SIGINT/SIGTERM asks for a graceful stop; a second one cancels everything."""
+    """First SIGINT/SIGTERM asks for a graceful stop; a second one makes it immediate."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         async for signum in signals:
@@ -84,7 +89,7 @@ async def watch_signals(
                 stopping.set()
             else:
                 log.warning("second stop signal: stopping now, without waiting", signal=name)
-                force.cancel()
+                force()
 
 
 async def serve_http(
@@ -139,24 +144,41 @@ async def serve(
 
     ``task_status.started`` receives the URLs Hypercorn listens on (with the
     real port when ``settings.port`` is 0). Raises :class:`StartupError` (inside
-    an exception group) when it cannot listen.
+    an exception group) when it cannot listen. A stop takes at most
+    :func:`stop_bound` seconds, whatever the plugins do.
     """
     stopping = trio.Event() if stopping is None else stopping
     log.info("toru starting", version=__version__, data_dir=str(settings.data_dir))
+    timing = Timing(
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        request_timeout=settings.plugin_request_timeout,
+    )
     async with Database.open(settings.database_path) as db:
         instance_id = await db.run(ensure_instance_id)
         auth = await AuthService.create(db, settings, hasher=hasher)
-        async with trio.open_nursery() as nursery:
-            if handle_signals:
-                await nursery.start(watch_signals, stopping, nursery.cancel_scope)
+        # The plugins' log writers outlive the supervisor: a plugin's last words during
+        # its shutdown ladder still reach its file.
+        async with (
+            open_plugin_logs(settings.log_dir) as plugin_logs,
+            trio.open_nursery() as nursery,
+        ):
             # Plugins first, so the API never sees a half-started plugin platform.
             supervisor = Supervisor(
                 plugins_dir=settings.plugins_dir,
                 events=EventLog(db),
                 instance_id=instance_id,
-                log_dir=settings.log_dir,
+                logs=plugin_logs,
                 kv_store=KvStore(db),
+                timing=timing,
             )
+
+            def force() -> None:
+                supervisor.hurry()
+                nursery.cancel_scope.cancel()
+
+            if handle_signals:
+                await nursery.start(watch_signals, stopping, force)
             supervisor_scope = trio.CancelScope()
             supervisor_done = trio.Event()
             try:
@@ -174,26 +196,31 @@ async def serve(
                 urls = await nursery.start(
                     serve_http, settings, auth, supervisor, stopping, http_done
                 )
-            except BaseException as error:
-                if (os_error := first_leaf(error, OSError)) is None:
-                    raise
+            except* OSError as group:
+                os_error = first_leaf(group, OSError)
                 raise StartupError(
                     f"cannot listen on {settings.host}:{settings.port}: "
-                    f"{os_error.strerror or os_error}; stop whatever uses it or pick another "
-                    "port with -p/--port or STEERING_PORT"
-                ) from error
+                    f"{getattr(os_error, 'strerror', None) or os_error}; stop whatever uses it "
+                    "or pick another port with -p/--port or STEERING_PORT"
+                ) from group
             log.info("toru is serving", urls=list(urls), instance_id=instance_id)
             task_status.started(urls)
             await stopping.wait()
             # Event streams never end by themselves: end them, so the drain is not held up.
             supervisor.end_streams()
-            # Hypercorn stops accepting and drains open requests for up to GRACEFUL_TIMEOUT;
-            # the margin covers its own clean-up. Then the rest of the tree is cancelled.
-            with trio.move_on_after(GRACEFUL_TIMEOUT + 2):
-                await http_done.wait()
-            # Then the plugins, each through its own ladder, while the signal watcher still
-            # listens (a second signal must not find the default handler back).
+            # Hypercorn stops accepting and drains open requests (at most GRACEFUL_TIMEOUT)
+            # while the plugins go through their ladders, all in parallel: the stop takes
+            # as long as the slowest of them, never their sum. The signal watcher still
+            # listens meanwhile (a second signal must not find the default handler back).
             supervisor_scope.cancel()
-            await supervisor_done.wait()
+            with trio.move_on_after(stop_bound(timing)):
+                await supervisor_done.wait()
+                await http_done.wait()
             nursery.cancel_scope.cancel()
     log.info("toru stopped")
+
+
+def stop_bound(timing: Timing) -> float:
+    """The longest a stop may take: the slower of the HTTP drain and a plugin's ladder
+    (with its reap), plus a margin for the rest."""
+    return max(GRACEFUL_TIMEOUT, timing.ladder_budget + REAP_GRACE) + STOP_MARGIN

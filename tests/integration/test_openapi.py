@@ -1,24 +1,29 @@
 """The OpenAPI document is honest: every ``/api`` route of the app is in it and nothing in it
-is missing from the app; and every documented operation, called anonymously, with an
-expired session, as a client and as an admin, answers as its ``x-toru-access`` says."""
+is missing from the app; every documented operation, called anonymously, with an
+expired session, as a client and as an admin, answers as its ``x-toru-access`` says; and the
+plugin status schemas are exactly the attrs classes the API serialises."""
 
 from __future__ import annotations
 
 import re
 import sqlite3
 import time
+import typing
 from pathlib import Path
-from types import SimpleNamespace
+from types import NoneType, SimpleNamespace, UnionType
 from typing import Any
 
+import attrs
 import httpx
+import jsonschema_rs  # Schemathesis's validator (a test dependency through it)
 import pytest
 
 from tests.conftest import CLIENT_PASSWORD, RunningServer
 from tests.support import ADMIN_PASSWORD, client, login, make_settings
 from toru import __version__
 from toru.app import create_app
-from toru.openapi import openapi_document
+from toru.openapi import attrs_schema, openapi_document
+from toru.plugins.status import Health, Mode, PluginStatus, PublicPluginStatus, State, to_json
 
 DOCUMENT = openapi_document(__version__)
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # answered by the framework for every route
@@ -70,6 +75,119 @@ async def test_the_document_is_served(server: RunningServer) -> None:
     assert answer.status_code == 200
     assert answer.json()["openapi"] == "3.1.0"
     assert answer.json()["paths"].keys() == DOCUMENT["paths"].keys()
+
+
+STATUS_SCHEMAS = [(PluginStatus, "PluginStatus"), (PublicPluginStatus, "PublicPlugin")]
+
+
+@pytest.mark.parametrize(("cls", "name"), STATUS_SCHEMAS, ids=[name for _, name in STATUS_SCHEMAS])
+def test_status_schemas_have_every_field_of_their_class(cls: type, name: str) -> None:
+    """Each attrs field is a property, nullable exactly when its type admits None, required
+    exactly when it has no default; and the schema has no property the class lacks."""
+    schema = DOCUMENT["components"]["schemas"][name]
+    hints = typing.get_type_hints(cls)
+    fields = attrs.fields(cls)
+    assert list(schema["properties"]) == [field.name for field in fields]
+    for field in fields:
+        admits_none = typing.get_origin(hints[field.name]) is UnionType and NoneType in (
+            typing.get_args(hints[field.name])
+        )
+        nullable = {"type": "null"} in schema["properties"][field.name].get("anyOf", [])
+        assert nullable == admits_none, field.name
+        assert (field.name in schema["required"]) == (field.default is attrs.NOTHING), field.name
+
+
+def test_started_at_is_documented_as_a_timestamp() -> None:
+    """The refinement the Python type cannot express survives the derivation."""
+    started_at = DOCUMENT["components"]["schemas"]["PluginStatus"]["properties"]["started_at"]
+    assert started_at == {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
+
+
+def test_enums_list_every_value_of_their_python_enum() -> None:
+    """``health``, ``state`` and ``mode`` allow exactly the values of their StrEnum."""
+    properties = DOCUMENT["components"]["schemas"]["PluginStatus"]["properties"]
+    for field, enum_cls in [("health", Health), ("state", State), ("mode", Mode)]:
+        assert properties[field] == {"type": "string", "enum": [m.value for m in enum_cls]}
+
+
+def test_a_field_of_an_unknown_type_is_refused() -> None:
+    """A new status field of a type the mapping does not know is an error, not a wrong schema."""
+
+    @attrs.frozen
+    class Odd:
+        when: list[int]
+
+    with pytest.raises(TypeError, match="no JSON schema for the type"):
+        attrs_schema(Odd)
+
+
+def sample_status(**changes: Any) -> PluginStatus:
+    running = PluginStatus(
+        id="hello-plugin-python",
+        name="Hello World (Python)",
+        version="0.1.0",
+        author="The Toru developers",
+        icon="\N{SNAKE}",
+        route="/hello-python",
+        protocol=2,
+        enabled=True,
+        running=True,
+        health=Health.HEALTHY,
+        state=State.RUNNING,
+        pid=30483,
+        restart_count=0,
+        failures_in_a_row=0,
+        last_error=None,
+        mode=Mode.MODERN,
+        socket="/tmp/toru-vk4sst0l/hello-plugin-python.sock",
+        started_at="2026-11-25T20:00:34.626Z",
+        uptime_s=256.7,
+        binary="/tmp/arch/plugins/hello-plugin-python.binary",
+    )
+    return attrs.evolve(running, **changes)
+
+
+STOPPED_WITH_EXTRA = {
+    "health": Health.DISABLED,
+    "state": State.STOPPED,
+    "running": False,
+    "enabled": False,
+    "pid": None,
+    "socket": None,
+    "started_at": None,
+    "uptime_s": None,
+    "author": None,
+    "icon": None,
+    "mode": Mode.LEGACY,
+    "protocol": 1,
+    "last_error": "exited 3 before it was ready",
+    "extra": {"homepage": "https://example.org", "tags": ["a"]},
+}
+
+
+@pytest.mark.parametrize("changes", [{}, STOPPED_WITH_EXTRA], ids=["running", "stopped"])
+def test_the_json_of_a_status_validates_against_its_schema(changes: dict[str, Any]) -> None:
+    """``to_json`` of a status, and of its public view, are valid under the schemas the
+    document gives them (formats included)."""
+    status = sample_status(**changes)
+    schemas = DOCUMENT["components"]["schemas"]
+    for document, name in [
+        (to_json(status), "PluginStatus"),
+        (to_json(status.public()), "PublicPlugin"),
+    ]:
+        validator = jsonschema_rs.Draft202012Validator(schemas[name], validate_formats=True)
+        assert [error.message for error in validator.iter_errors(document)] == [], name
+
+
+def test_a_status_with_a_wrong_value_does_not_validate() -> None:
+    """The schema is not vacuous: an unknown state and a missing field are refused."""
+    document = to_json(sample_status())
+    document["state"] = "sleeping"
+    del document["binary"]
+    validator = jsonschema_rs.Draft202012Validator(
+        DOCUMENT["components"]["schemas"]["PluginStatus"]
+    )
+    assert len(list(validator.iter_errors(document))) == 2
 
 
 def sample_url(path: str, user_id: int) -> str:

@@ -353,13 +353,13 @@ async def test_runs_under_the_supervisor(binary: Path, tmp_path: Path) -> None:
         os.kill(first, signal.SIGKILL)
         await eventually(
             lambda: (
-                supervisor.status(PLUGIN_ID)["pid"] not in (None, first)
-                and supervisor.status(PLUGIN_ID)["state"] == "running"
+                supervisor.status(PLUGIN_ID).pid not in (None, first)
+                and supervisor.status(PLUGIN_ID).state == "running"
             ),
             within=5,
             what="the Rust example restarted",
         )
-        second = supervisor.status(PLUGIN_ID)["pid"]
+        second = supervisor.status(PLUGIN_ID).pid
         await supervisor.disable(PLUGIN_ID)
         assert not alive(second)
         stopped = [e for e in await supervisor.events.list(PLUGIN_ID) if e["event"] == "stopped"]

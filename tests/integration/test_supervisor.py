@@ -18,7 +18,7 @@ import trio
 from tests.support import alive, eventually, write_stubborn_plugin
 from toru.db import Database
 from toru.plugins.events import EventLog
-from toru.plugins.runner import Timing
+from toru.plugins.runner import PluginRunner, Timing
 from toru.plugins.supervisor import PluginError, Supervisor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,31 +103,31 @@ async def test_starts_enabled_plugins_of_every_dialect(plugins: Path, start: Sta
     for name in ("legacy_python.binary", "legacy_rust_dialect.binary"):
         shutil.copy2(FIXTURES / name, plugins / name)
     supervisor = await start({"modern": True, "legacy-python": True, "legacy-rust-dialect": True})
-    by_id = {s["id"]: s for s in supervisor.statuses()}
+    by_id = {s.id: s for s in supervisor.statuses()}
     assert set(by_id) == {"modern", "idle", "legacy-python", "legacy-rust-dialect"}
     for plugin_id in ("modern", "legacy-python", "legacy-rust-dialect"):
         status = by_id[plugin_id]
-        assert (status["state"], status["health"], status["enabled"]) == (
+        assert (status.state, status.health, status.enabled) == (
             "running",
             "healthy",
             True,
         ), status
-        assert alive(status["pid"])
-    assert by_id["modern"]["mode"] == "modern"
-    assert by_id["legacy-python"]["mode"] == "legacy"
-    assert (by_id["idle"]["state"], by_id["idle"]["health"]) == ("stopped", "disabled")
+        assert alive(status.pid)
+    assert by_id["modern"].mode == "modern"
+    assert by_id["legacy-python"].mode == "legacy"
+    assert (by_id["idle"].state, by_id["idle"].health) == ("stopped", "disabled")
 
 
 async def test_kill_9_is_a_crash_then_a_restart(plugins: Path, start: Start) -> None:
     """SIGKILL of a plugin records a crash with the signal and brings it back with a new pid."""
     sdk_plugin(plugins, "victim", 'print("about to be killed", file=sys.stderr, flush=True)\n')
     supervisor = await start({"victim": True})
-    first = supervisor.status("victim")["pid"]
+    first = supervisor.status("victim").pid
     os.kill(first, signal.SIGKILL)
     await eventually(
         lambda: (
-            supervisor.status("victim")["state"] == "running"
-            and supervisor.status("victim")["pid"] != first
+            supervisor.status("victim").state == "running"
+            and supervisor.status("victim").pid != first
         ),
         within=5,
         what="a restarted plugin",
@@ -136,17 +136,17 @@ async def test_kill_9_is_a_crash_then_a_restart(plugins: Path, start: Start) -> 
     assert crash["details"]["exit"] == "killed by SIGKILL"
     assert crash["details"]["pid"] == first
     assert "about to be killed" in crash["details"]["stderr_tail"]
-    assert supervisor.status("victim")["restart_count"] == 1
+    assert supervisor.status("victim").restart_count == 1
 
 
 async def test_disable_returns_after_the_process_is_gone(plugins: Path, start: Start) -> None:
     """disable() answers once the pid no longer exists, and config.json says false."""
     sdk_plugin(plugins, "tidy")
     supervisor = await start({"tidy": True})
-    pid = supervisor.status("tidy")["pid"]
+    pid = supervisor.status("tidy").pid
     status = await supervisor.disable("tidy")
     assert not alive(pid)
-    assert (status["state"], status["enabled"], status["pid"]) == ("stopped", False, None)
+    assert (status.state, status.enabled, status.pid) == ("stopped", False, None)
     config = json.loads((plugins / ".metadata" / "config.json").read_text())
     assert config["plugins"]["tidy"] is False
     stopped = [e for e in await events_of(supervisor, "tidy") if e["event"] == "stopped"]
@@ -167,9 +167,9 @@ async def test_enable_answers_with_the_outcome_of_the_first_start(
     broken.chmod(0o755)
     supervisor = await start({})
     status = await supervisor.enable("dies")
-    assert (status["state"], status["pid"], status["uptime_s"]) == ("backoff", None, None)
-    assert status["last_error"] == "exited 3 before it was ready"
-    assert (await supervisor.enable("good"))["state"] == "running"
+    assert (status.state, status.pid, status.uptime_s) == ("backoff", None, None)
+    assert status.last_error == "exited 3 before it was ready"
+    assert (await supervisor.enable("good")).state == "running"
 
 
 async def test_ten_failures_in_a_row_disable_the_plugin(plugins: Path, start: Start) -> None:
@@ -183,11 +183,11 @@ async def test_ten_failures_in_a_row_disable_the_plugin(plugins: Path, start: St
     broken.chmod(0o755)
     supervisor = await start({"dies": True})
     await eventually(
-        lambda: supervisor.status("dies")["state"] == "failed", within=20, what="giving up"
+        lambda: supervisor.status("dies").state == "failed", within=20, what="giving up"
     )
     status = supervisor.status("dies")
-    assert status["last_error"] == "failed 10 times in a row: exited 3 before it was ready"
-    assert status["enabled"] is False
+    assert status.last_error == "failed 10 times in a row: exited 3 before it was ready"
+    assert status.enabled is False
     assert json.loads((plugins / ".metadata" / "config.json").read_text())["plugins"] == {
         "dies": False
     }
@@ -203,7 +203,7 @@ async def test_ignoring_shutdown_and_sigterm_gets_sigkill_after_5_plus_2_s(
     """With the contract's numbers: shutdown message, 5 s, SIGTERM, 2 s, SIGKILL."""
     write_stubborn_plugin(plugins)
     supervisor = await start({"stubborn": True}, timing=Timing())
-    pid = supervisor.status("stubborn")["pid"]
+    pid = supervisor.status("stubborn").pid
     started = trio.current_time()
     await supervisor.disable("stubborn")
     took = trio.current_time() - started
@@ -231,7 +231,7 @@ async def test_grandchildren_are_gone_after_disable(plugins: Path, start: Start)
         """,
     )
     supervisor = await start({"forker": True})
-    pid = supervisor.status("forker")["pid"]
+    pid = supervisor.status("forker").pid
     grandchild = int(marker.read_text())
     assert alive(grandchild)
     await supervisor.disable("forker")
@@ -253,11 +253,11 @@ async def test_missed_pings_restart_a_hung_plugin(plugins: Path, start: Start) -
         """,
     )
     supervisor = await start({"hangs": True})
-    first = supervisor.status("hangs")["pid"]
+    first = supervisor.status("hangs").pid
     await eventually(
         lambda: (
-            supervisor.status("hangs")["pid"] not in (None, first)
-            and supervisor.status("hangs")["state"] == "running"
+            supervisor.status("hangs").pid not in (None, first)
+            and supervisor.status("hangs").state == "running"
         ),
         within=15,
         what="a restart after missed pings",
@@ -288,22 +288,22 @@ async def test_enable_disable_races_end_in_the_last_requested_state(
             await trio.lowlevel.checkpoint()
     status = supervisor.status("flappy")
     last = order[-1]
-    assert status["enabled"] is (last == "enable")
-    assert status["state"] == ("running" if last == "enable" else "stopped")
+    assert status.enabled is (last == "enable")
+    assert status.state == ("running" if last == "enable" else "stopped")
     if last == "disable":
-        assert status["pid"] is None
+        assert status.pid is None
 
 
 async def test_changed_binary_is_reloaded(plugins: Path, start: Start) -> None:
     """Rewriting an enabled plugin's binary restarts it gracefully on the next rescan."""
     path = sdk_plugin(plugins, "hot")
     supervisor = await start({"hot": True})
-    first = supervisor.status("hot")["pid"]
+    first = supervisor.status("hot").pid
     path.write_text(path.read_text() + "\n# version 2\n")
     await supervisor.rescan()
     status = supervisor.status("hot")
-    assert status["state"] == "running"
-    assert status["pid"] != first
+    assert status.state == "running"
+    assert status.pid != first
     assert not alive(first)
     assert "reloaded" in [e["event"] for e in await events_of(supervisor, "hot")]
 
@@ -314,7 +314,7 @@ async def test_broken_binaries_do_not_stop_the_good_ones(plugins: Path, start: S
     (plugins / "bad.binary").write_text("#!/bin/sh\necho not json\n")
     (plugins / "bad.binary").chmod(0o755)
     supervisor = await start({"good": True})
-    assert supervisor.status("good")["state"] == "running"
+    assert supervisor.status("good").state == "running"
     assert supervisor.rejected() == [
         {"file": "bad.binary", "reason": "invalid JSON at line 1 column 1: Expecting value"}
     ]
@@ -334,7 +334,7 @@ async def test_stopping_the_supervisor_stops_every_plugin(plugins: Path, tmp_pat
         supervisor = Supervisor(plugins, EventLog(db), "i", timing=FAST)
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            pids = [supervisor.status(n)["pid"] for n in ("one", "two", "three")]
+            pids = [supervisor.status(n).pid for n in ("one", "two", "three")]
             assert all(alive(pid) for pid in pids)
             started = trio.current_time()
             nursery.cancel_scope.cancel()
@@ -344,27 +344,54 @@ async def test_stopping_the_supervisor_stops_every_plugin(plugins: Path, tmp_pat
 
 
 class BrokenEvents(EventLog):
-    """An event log whose database fails when a plugin becomes ready."""
+    """An event log whose database fails for every event."""
 
     async def record(self, plugin_id: str, event: str, **details: Any) -> None:
-        if event == "ready":
-            raise RuntimeError("disk I/O error")
-        await super().record(plugin_id, event, **details)
+        raise RuntimeError("disk I/O error")
 
 
-async def test_a_failing_runner_is_contained(plugins: Path, tmp_path: Path) -> None:
-    """An unexpected error inside one runner stops that plugin, not the supervisor or others."""
-    sdk_plugin(plugins, "unlucky")
+async def test_a_failing_event_log_stops_nothing(plugins: Path, tmp_path: Path) -> None:
+    """Events that cannot be written are logged; the plugin starts, runs and stops as usual."""
+    sdk_plugin(plugins, "unrecorded")
     async with Database.open(tmp_path / "toru.db") as db, trio.open_nursery() as nursery:
         supervisor = Supervisor(plugins, BrokenEvents(db), "i", timing=FAST)
         await nursery.start(supervisor.run)
+        status = await supervisor.enable("unrecorded")
+        assert (status.state, status.health) == ("running", "healthy")
+        pid = status.pid
+        status = await supervisor.disable("unrecorded")
+        assert (status.state, status.pid, status.enabled) == ("stopped", None, False)
+        assert not alive(pid)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failing_runner_is_contained(
+    plugins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug inside one runner stops that plugin (reaped), not the supervisor or others."""
+    sdk_plugin(plugins, "unlucky")
+    sdk_plugin(plugins, "bystander")
+
+    async def broken_pinger(self: PluginRunner, *args: Any) -> None:
+        if self.plugin_id == "unlucky":
+            raise RuntimeError("a bug in the pinger")
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(PluginRunner, "_pinger", broken_pinger)
+    async with Database.open(tmp_path / "toru.db") as db, trio.open_nursery() as nursery:
+        supervisor = Supervisor(plugins, EventLog(db), "i", timing=FAST)
+        await nursery.start(supervisor.run)
+        await supervisor.enable("bystander")
         await supervisor.enable("unlucky")
         await eventually(
-            lambda: not supervisor.status("unlucky")["enabled"], within=5, what="disabled"
+            lambda: not supervisor.status("unlucky").enabled, within=5, what="disabled"
         )
         status = supervisor.status("unlucky")
-        assert status["state"] == "failed"
-        assert "internal error in Toru's runner" in status["last_error"]
+        assert status.state == "failed"
+        assert status.last_error is not None
+        assert "internal error in Toru's runner" in status.last_error
+        assert "unlucky" not in supervisor.runners
         started = [e for e in await supervisor.events.list("unlucky") if e["event"] == "started"]
         assert not alive(started[0]["details"]["pid"])
+        assert supervisor.status("bystander").state == "running"
         nursery.cancel_scope.cancel()

@@ -224,7 +224,7 @@ async def kill_when_running(
         return bool(status["state"] == "running" and status["pid"] not in killed)
 
     await eventually(new_process_running, within=10, what="running")
-    pid: int = supervisor.status(plugin_id)["pid"]
+    pid: int = supervisor.status(plugin_id).pid
     await trio.sleep(after)
     os.kill(pid, signal.SIGKILL)
     killed.append(pid)
@@ -255,7 +255,7 @@ async def test_what_repeated_kills_count_for(
             await kill_when_running(supervisor, "legacy-python", ran_for, killed)
         if outcome == "failed":
             await eventually(
-                lambda: not supervisor.status("legacy-python")["enabled"],
+                lambda: not supervisor.status("legacy-python").enabled,
                 within=10,
                 what="giving up",
             )
@@ -269,7 +269,7 @@ async def test_what_repeated_kills_count_for(
             }
         else:
             await eventually(
-                lambda: supervisor.status("legacy-python")["pid"] not in (None, *killed),
+                lambda: supervisor.status("legacy-python").pid not in (None, *killed),
                 within=10,
                 what="a new process after the 10th kill",
             )

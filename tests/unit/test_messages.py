@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from toru.plugins.envelope import envelope, utc_timestamp
 from toru.plugins.framing import ProtocolError
 from toru.plugins.messages import (
     HttpRequest,
@@ -24,6 +25,7 @@ from toru.plugins.messages import (
     is_pong,
     kind_of,
 )
+from toru.timestamps import iso_utc
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -190,3 +192,19 @@ def test_kind_and_pong_detection() -> None:
     assert kind_of({}) is None
     assert is_pong({"payload": {"action": "Pong"}})
     assert not is_pong({"payload": {"action": "ping"}})
+
+
+def test_timestamps_are_rfc3339_utc_milliseconds_everywhere() -> None:
+    """The server's iso_utc and the shared utc_timestamp give one format: ms precision, Z."""
+    assert iso_utc(1767225600.5) == "2026-01-01T00:00:00.500Z"
+    assert utc_timestamp(1767225600.5) == "2026-01-01T00:00:00.500Z"
+    assert RFC3339.match(utc_timestamp())
+
+
+def test_envelope_always_writes_payload_type_and_request_id() -> None:
+    """The shared envelope copies the kind into payload.type and writes a null request_id."""
+    frame = envelope("kv", None, {"value": "1"})
+    assert list(frame) == ["type", "timestamp", "request_id", "payload"]
+    assert frame["request_id"] is None
+    assert frame["payload"] == {"type": "kv", "value": "1"}
+    assert RFC3339.match(frame["timestamp"])

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from toru.plugins import logs
-from toru.plugins.logs import LineSplitter, PluginLog, lines_backwards, read_page
+from toru.plugins.logs import LineSplitter, lines_backwards, open_plugin_logs, read_page
 
 
 class Clock:
@@ -28,16 +28,17 @@ def records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_json_and_plain_lines_become_records(tmp_path: Path) -> None:
+async def test_json_and_plain_lines_become_records(tmp_path: Path) -> None:
     """A JSON object keeps its fields; other lines are wrapped; Toru's fields are added."""
-    log = PluginLog("p", tmp_path / "p.log")
-    log.line("stderr", '{"level": "warn", "message": "disk low", "free": 3}', 42, 2)
-    log.line("stdout", "plain text", 42, 2)
-    log.line("stderr", "Traceback (most recent call last):", 42, 2)
-    log.line("stdout", '["not", "an", "object"]', 42, 2)
-    log.lifecycle("crashed", {"exit": "exited 1"})
-    log.close()
-    first, plain, error, array, crash = records(tmp_path / "p.log")
+    async with open_plugin_logs(tmp_path) as plugin_logs:
+        log = plugin_logs.file("p")
+        log.line("stderr", '{"level": "warn", "message": "disk low", "free": 3}', 42, 2)
+        log.line("stdout", "plain text", 42, 2)
+        log.line("stderr", "Traceback (most recent call last):", 42, 2)
+        log.line("stdout", '["not", "an", "object"]', 42, 2)
+        log.lifecycle("crashed", {"exit": "exited 1"})
+        log.note("warning", "request refused", request_id=7)
+    first, plain, error, array, crash, note = records(tmp_path / "plugins" / "p.log")
     assert (first["level"], first["free"], first["message"]) == ("warn", 3, "disk low")
     assert (first["plugin_id"], first["pid"], first["generation"], first["stream"]) == (
         "p",
@@ -52,54 +53,59 @@ def test_json_and_plain_lines_become_records(tmp_path: Path) -> None:
     assert (crash["event"], crash["level"], crash["source"], crash["exit"]) == (
         "crashed", "error", "toru", "exited 1"
     )  # fmt: skip
+    assert (note["message"], note["level"], note["source"], note["request_id"]) == (
+        "request refused", "warning", "toru", 7
+    )  # fmt: skip
 
 
-def test_a_flood_is_rate_limited_with_a_count(tmp_path: Path) -> None:
+async def test_a_flood_is_rate_limited_with_a_count(tmp_path: Path) -> None:
     """Past the burst, lines are dropped; the next allowed line is preceded by the count."""
     clock = Clock()
-    log = PluginLog("p", tmp_path / "p.log", clock=clock)
-    for i in range(10_000):
-        log.line("stdout", f"line {i}", 1, 1)
-    clock.now += 1  # a second later: 2 000 more lines allowed
-    log.line("stdout", "after the flood", 1, 1)
-    log.close()
-    written = records(tmp_path / "p.log")
+    async with open_plugin_logs(tmp_path, clock=clock) as plugin_logs:
+        log = plugin_logs.file("p")
+        for i in range(10_000):
+            log.line("stdout", f"line {i}", 1, 1)
+        clock.now += 1  # a second later: 2 000 more lines allowed
+        log.line("stdout", "after the flood", 1, 1)
+    written = records(tmp_path / "plugins" / "p.log")
     assert len(written) == int(logs.BURST) + 2
     assert written[-2]["message"] == f"rate limit: dropped {10_000 - int(logs.BURST)} lines"
     assert written[-1]["message"] == "after the flood"
 
 
-def test_rotation_never_splits_lines_and_paging_crosses_files(tmp_path: Path) -> None:
+async def test_rotation_never_splits_lines_and_paging_crosses_files(tmp_path: Path) -> None:
     """Rotated files hold whole JSON lines; pages run newest first across them; level filters."""
-    log = PluginLog("p", tmp_path / "p.log", max_bytes=2000, backups=20)
-    for i in range(100):
-        log.line(
-            "stdout",
-            json.dumps({"message": f"m{i}", "level": "error" if i % 10 == 0 else "info"}),
-            1,
-            1,
-        )
-    log.close()
-    files = sorted(tmp_path.glob("p.log*"))
+    async with open_plugin_logs(tmp_path, max_bytes=2000, backups=20) as plugin_logs:
+        log = plugin_logs.file("p")
+        for i in range(100):
+            log.line(
+                "stdout",
+                json.dumps({"message": f"m{i}", "level": "error" if i % 10 == 0 else "info"}),
+                1,
+                1,
+            )
+    path = plugin_logs.path_for("p")
+    files = sorted(path.parent.glob("p.log*"))
     assert len(files) > 2
     for file in files:
         for line in file.read_text().splitlines():
             json.loads(line)
-    page, more = read_page(tmp_path / "p.log", page=0, page_size=5, level=None)
+    page, more = read_page(path, page=0, page_size=5, level=None)
     assert [r["message"] for r in page] == ["m99", "m98", "m97", "m96", "m95"]
     assert more
-    errors, _ = read_page(tmp_path / "p.log", page=0, page_size=3, level="error")
+    errors, _ = read_page(path, page=0, page_size=3, level="error")
     assert [r["message"] for r in errors] == ["m90", "m80", "m70"]
-    second, _ = read_page(tmp_path / "p.log", page=1, page_size=5, level=None)
+    second, _ = read_page(path, page=1, page_size=5, level=None)
     assert [r["message"] for r in second] == ["m94", "m93", "m92", "m91", "m90"]
-    last, more = read_page(tmp_path / "p.log", page=19, page_size=5, level=None)
+    last, more = read_page(path, page=19, page_size=5, level=None)
     assert [r["message"] for r in last] == ["m4", "m3", "m2", "m1", "m0"]
     assert not more
-    assert read_page(tmp_path / "p.log", page=20, page_size=5, level=None) == ([], False)
+    assert read_page(path, page=20, page_size=5, level=None) == ([], False)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 17, 4096])
 def test_lines_are_reassembled_across_chunks(chunk_size: int) -> None:
+    """Lines split across pipe chunks of any size come out whole, the unfinished last one too."""
     data = b'first\nsecond line\n\nthird {"a": 1}\nunfinished'
     splitter = LineSplitter()
     out = []
@@ -126,13 +132,14 @@ def test_an_over_long_line_is_cut_once_and_its_tail_dropped(chunk_size: int) -> 
     ]
 
 
-def test_a_plugin_line_over_64_kib_is_truncated_in_the_file(tmp_path: Path) -> None:
-    log = PluginLog("p", tmp_path / "p.log")
-    splitter = LineSplitter()
-    for raw in splitter.feed(b"z" * (200 * 1024) + b"\nnext\n"):
-        log.line("stdout", raw.decode(), 1, 1)
-    log.close()
-    long, after = records(tmp_path / "p.log")
+async def test_a_plugin_line_over_64_kib_is_truncated_in_the_file(tmp_path: Path) -> None:
+    """A 200 KiB line is one record of 64 KiB plus the marker; the next line is intact."""
+    async with open_plugin_logs(tmp_path) as plugin_logs:
+        log = plugin_logs.file("p")
+        splitter = LineSplitter()
+        for raw in splitter.feed(b"z" * (200 * 1024) + b"\nnext\n"):
+            log.line("stdout", raw.decode(), 1, 1)
+    long, after = records(tmp_path / "plugins" / "p.log")
     assert str(long["message"]).endswith("[line truncated]")
     assert len(str(long["message"])) == logs.MAX_LINE + len(logs.TRUNCATED)
     assert after["message"] == "next"
@@ -140,6 +147,7 @@ def test_a_plugin_line_over_64_kib_is_truncated_in_the_file(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("block", [1, 7, 64, 65536])
 def test_lines_backwards_reads_from_the_end_in_blocks(tmp_path: Path, block: int) -> None:
+    """Whatever the block size, every line comes back once, last first; no file, no lines."""
     rng = random.Random(block)
     lines = [("é" * rng.randrange(0, 40) + str(i)).encode() for i in range(300)]
     path = tmp_path / "f"
@@ -149,24 +157,48 @@ def test_lines_backwards_reads_from_the_end_in_blocks(tmp_path: Path, block: int
 
 
 async def test_followers_get_each_new_record_until_they_leave(tmp_path: Path) -> None:
-    log = PluginLog("p", tmp_path / "p.log")
-    log.line("stdout", "before", 1, 1)
-    with log.follow() as first, log.follow() as second:
-        log.line("stdout", "one", 1, 1)
-        log.lifecycle("crashed", {"exit": "killed by SIGKILL"})
-        assert first.receive_nowait()["message"] == "one"
-        assert first.receive_nowait()["event"] == "crashed"
-        assert second.receive_nowait()["message"] == "one"
-    log.line("stdout", "after", 1, 1)
-    with pytest.raises(trio.EndOfChannel):
-        first.receive_nowait()
-    with log.follow() as third:
-        log.close()
+    """Followers get each record at once, until they leave or the followers are ended."""
+    async with open_plugin_logs(tmp_path) as plugin_logs:
+        log = plugin_logs.file("p")
+        log.line("stdout", "before", 1, 1)
+        with log.follow() as first, log.follow() as second:
+            log.line("stdout", "one", 1, 1)
+            log.lifecycle("crashed", {"exit": "killed by SIGKILL"})
+            assert first.receive_nowait()["message"] == "one"
+            assert first.receive_nowait()["event"] == "crashed"
+            assert second.receive_nowait()["message"] == "one"
+        log.line("stdout", "after", 1, 1)
         with pytest.raises(trio.EndOfChannel):
-            third.receive_nowait()
+            first.receive_nowait()
+        with log.follow() as third:
+            plugin_logs.end_followers()
+            with pytest.raises(trio.EndOfChannel):
+                third.receive_nowait()
+        with log.follow() as fourth, plugin_logs.file("q").follow() as of_a_later_file:
+            with pytest.raises(trio.EndOfChannel):
+                fourth.receive_nowait()
+            with pytest.raises(trio.EndOfChannel):
+                of_a_later_file.receive_nowait()
 
 
-def follow_by_name(path: Path, stop: threading.Event, out: list[bytes]) -> None:
+class Lines:
+    """The lines a reader thread got, in order; Trio code can wait for a count of them."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self._changed = threading.Condition()
+
+    def extend(self, lines: list[bytes]) -> None:
+        with self._changed:
+            self.lines.extend(lines)
+            self._changed.notify_all()
+
+    def wait_for(self, count: int) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.lines) >= count, timeout=10)
+
+
+def follow_by_name(path: Path, stop: threading.Event, out: Lines) -> None:
     """What ``tail -F`` and log shippers do: read to the end; when the name points at a new
     file, finish the old one, then open the new one."""
     handle = None
@@ -203,28 +235,27 @@ def follow_by_name(path: Path, stop: threading.Event, out: list[bytes]) -> None:
         time.sleep(0.001)
 
 
-def test_a_reader_following_by_name_gets_every_line_once_across_rotations(
+async def test_a_reader_following_by_name_gets_every_line_once_across_rotations(
     tmp_path: Path,
 ) -> None:
     """Three rotations and more while a reader follows ``p.log`` by name: every record
     arrives exactly once, in order, and each line is a whole JSON object."""
-    path = tmp_path / "p.log"
-    log = PluginLog("p", path, max_bytes=8000, backups=5)
-    received: list[bytes] = []
+    path = tmp_path / "plugins" / "p.log"
+    received = Lines()
     stop = threading.Event()
     reader = threading.Thread(target=follow_by_name, args=(path, stop, received))
     reader.start()
+    total = 400
     try:
-        total = 400
-        for i in range(total):
-            log.line("stdout", json.dumps({"message": f"m{i}", "pad": "p" * (i % 50)}), 1, 1)
-            if i % 10 == 9:
-                time.sleep(0.005)  # a writer's pace; the reader keeps up as a shipper does
-        log.close()
+        async with open_plugin_logs(tmp_path, max_bytes=8000, backups=5) as plugin_logs:
+            log = plugin_logs.file("p")
+            for i in range(total):
+                log.line("stdout", json.dumps({"message": f"m{i}", "pad": "p" * (i % 50)}), 1, 1)
+                if i % 10 == 9:  # a writer's pace; the reader keeps up, as a shipper does
+                    assert await trio.to_thread.run_sync(received.wait_for, i + 1)
     finally:
-        time.sleep(0.1)
-        stop.set()
-        reader.join(10)
-    assert len(list(tmp_path.glob("p.log.*"))) >= 3, "at least three rotations"
-    parsed = [json.loads(line) for line in received]
+        stop.set()  # everything is on disk: the reader reads to the end, then stops
+        await trio.to_thread.run_sync(reader.join, 10)
+    assert len(list(path.parent.glob("p.log.*"))) >= 3, "at least three rotations"
+    parsed = [json.loads(line) for line in received.lines]
     assert [r["message"] for r in parsed] == [f"m{i}" for i in range(total)]

@@ -93,6 +93,9 @@ class FakeProcess:
         assert self.returncode is not None
         return self.returncode
 
+    def kill_group(self) -> None:
+        self.exit(-9)
+
     def exit(self, code: int) -> None:
         if self.returncode is None:
             self.returncode = code
@@ -111,6 +114,7 @@ class Script:
     lives: float | None = 0.1
     pongs: int | None = None  # answer this many pings, then go silent (None: always)
     ready: bool = True
+    wrong_id: bool = False  # answer pings with a pong for another request id
 
 
 @attrs.define
@@ -156,8 +160,13 @@ class Harness:
                 action = frame["payload"].get("action")
                 if action == "ping" and (pongs is None or pongs > 0):
                     pongs = None if pongs is None else pongs - 1
+                    request_id = (
+                        "not-" + frame["request_id"]
+                        if self.script.wrong_id
+                        else (frame["request_id"])
+                    )
                     await framed.send(
-                        {"type": "lifecycle", "request_id": frame["request_id"],
+                        {"type": "lifecycle", "request_id": request_id,
                          "payload": {"type": "lifecycle", "action": "pong"}}
                     )  # fmt: skip
                 elif action == "shutdown":
@@ -252,35 +261,57 @@ async def test_just_under_60_s_does_not_reset(
 async def test_three_missed_pings_restart_a_plugin_that_used_to_answer(
     autojump_clock: trio.testing.MockClock, harness: Harness, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    """Pinged every 5 s: two pongs, then silence; the third miss (at 40 s) restarts it."""
+    """Pinged every 5 s: two pongs, then silence; each later ping misses 5 s after it is sent."""
     harness.script.lives = None
     harness.script.pongs = 2
     plugin = runner(harness, tmp_path)
     start = trio.current_time()
     await nursery.start(plugin.run)
     await trio.sleep(60)
+    # Pings at 5 and 10 s answered; at 15, 20, 25 s unanswered, each a miss 5 s later.
     unhealthy = [round(t - start) for t, _ in harness.named("unhealthy")]
-    assert unhealthy[:3] == [20, 30, 40]
+    assert unhealthy[:3] == [20, 25, 30]
+    assert harness.named("unhealthy")[0][1]["rule"] == "pings"
     stopping = harness.named("stopping")
     assert stopping[0][1]["reason"] == "unhealthy: missed 3 pings in a row"
-    assert round(stopping[0][0] - start) == 40
+    assert round(stopping[0][0] - start) == 30
     assert len(harness.processes) >= 2
     plugin.cancel()
     await plugin.finished.wait()
 
 
-async def test_a_plugin_that_never_answers_pings_is_judged_by_liveness(
-    autojump_clock: trio.testing.MockClock, harness: Harness, tmp_path: Path, nursery: trio.Nursery
+@pytest.mark.parametrize(
+    ("script", "problem"),
+    [
+        (Script(lives=None, pongs=0), "no pong within 5 s"),
+        (Script(lives=None, wrong_id=True), "no pong within 5 s"),
+    ],
+    ids=["never-answers", "wrong-request-id"],
+)
+async def test_a_plugin_that_never_gives_a_valid_pong_is_judged_from_the_first_ping(
+    autojump_clock: trio.testing.MockClock,
+    harness: Harness,
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    script: Script,
+    problem: str,
 ) -> None:
-    """No pong ever: not restarted for that (it may not implement pings); it stays running."""
-    harness.script.lives = None
-    harness.script.pongs = 0
+    """No valid pong ever: the first ping (5 s after init) already counts; restarted at 20 s."""
+    harness.script = script
     plugin = runner(harness, tmp_path)
+    start = trio.current_time()
     await nursery.start(plugin.run)
-    await trio.sleep(600)
-    assert plugin.state is State.RUNNING
-    assert len(harness.processes) == 1
-    assert harness.named("unhealthy") == []
+    ready = trio.current_time()
+    await trio.sleep(22)
+    misses = harness.named("unhealthy")
+    assert [round(t - ready) for t, _ in misses] == [10, 15, 20]
+    assert [d["missed_pings"] for _, d in misses] == [1, 2, 3]
+    assert {d["reason"] for _, d in misses} == {problem}
+    stopping = harness.named("stopping")
+    assert stopping[0][1]["reason"] == "unhealthy: missed 3 pings in a row"
+    # The documented bound: interval * misses + timeout after the plugin stopped answering.
+    assert round(stopping[0][0] - start) == Timing().ping_detection == 20
+    assert len(harness.processes) >= 2
     plugin.cancel()
     await plugin.finished.wait()
 

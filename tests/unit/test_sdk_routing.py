@@ -17,9 +17,9 @@ from toru.sdk import (
     HTTPError,
     KVClient,
     KVError,
+    Logger,
     Plugin,
-    PluginLog,
-    PluginMetadata,
+    PluginInfo,
     Request,
     Response,
 )
@@ -416,7 +416,7 @@ def test_metadata_flag_prints_one_json_object(capsysbinary: pytest.CaptureFixtur
         "icon": "👋",
         "protocol": 2,
     }
-    assert PluginMetadata(id="m", name="M", version="1", route="/m", author="A").to_json() == {
+    assert PluginInfo(id="m", name="M", version="1", route="/m", author="A").to_json() == {
         "id": "m",
         "name": "M",
         "version": "1",
@@ -554,7 +554,7 @@ async def test_kv_call_fails_when_its_connection_is_lost(nursery: trio.Nursery) 
 def test_log_lines_are_single_json_objects_with_the_required_fields() -> None:
     """Each record is one ASCII JSON line: timestamp (Z), level, message, then fields."""
     out = io.StringIO()
-    log = PluginLog(stream=out)
+    log = Logger(stream=out)
     log.debug("hidden at info")
     log.info("saved ✓", key="counter", level="spoofed")
     try:

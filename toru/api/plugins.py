@@ -15,21 +15,27 @@ from toru.api.auth import query_int
 from toru.api.errors import ApiError, json_body
 from toru.api.guards import admin_required, current_identity, login_required
 from toru.api.sse import KEEP_ALIVE_COMMENT, event_stream, receive_or_idle, sse
-from toru.plugins.connection import ConnectionLost, QueueFull, RequestTimeout
-from toru.plugins.framing import ProtocolError
+from toru.plugins.errors import PluginError, PluginUnavailable
 from toru.plugins.kv import KvError
 from toru.plugins.logs import LEVELS, level_rank, read_page
-from toru.plugins.messages import HttpRequest, decode_http_reply
+from toru.plugins.messages import HttpRequest
 from toru.plugins.naming import ID_PATTERN
-from toru.plugins.supervisor import PluginError, Supervisor
-
-#: What every logged-in user may see of a plugin: enough for the sidebar, nothing internal.
-PUBLIC_FIELDS = ("id", "name", "version", "author", "icon", "route", "enabled", "running",
-                 "health", "state")  # fmt: skip
+from toru.plugins.status import PluginStatus, State, to_json
+from toru.plugins.supervisor import ScanError, Supervisor
 
 
-def public_view(status: dict[str, Any]) -> dict[str, Any]:
-    return {name: status[name] for name in PUBLIC_FIELDS}
+def view(status: PluginStatus, admin: bool) -> dict[str, Any]:
+    """The status as *admin* (full) or any other user (public fields) may see it."""
+    return to_json(status if admin else status.public())
+
+
+def plugin_error(error: PluginError) -> ApiError:
+    extra = {"plugin": to_json(error.plugin)} if error.plugin is not None else {}
+    return ApiError(error.status, str(error), **extra)
+
+
+def scan_error_json(error: ScanError | None) -> dict[str, Any] | None:
+    return attrs.asdict(error) if error is not None else None
 
 
 @attrs.frozen
@@ -50,67 +56,78 @@ def query_level() -> str | None:
 def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
     bp = Blueprint("plugins", __name__, url_prefix="/api/plugins")
 
-    def status_or_error(plugin_id: str) -> dict[str, Any]:
+    def status_or_error(plugin_id: str) -> PluginStatus:
         try:
             return supervisor.status(plugin_id)
         except PluginError as error:
-            raise ApiError(error.status, str(error)) from None
+            raise plugin_error(error) from None
+
+    def full_list() -> Response:
+        return jsonify(
+            {
+                "plugins": [to_json(s) for s in supervisor.statuses()],
+                "rejected": supervisor.rejected(),
+                "scan_error": scan_error_json(supervisor.scan_error),
+            }
+        )
 
     @bp.get("")
     @login_required
     async def list_plugins() -> Response:
-        statuses = supervisor.statuses()
         if current_identity().is_admin:
-            return jsonify({"plugins": statuses, "rejected": supervisor.rejected()})
-        return jsonify({"plugins": [public_view(s) for s in statuses if s["enabled"]]})
+            return full_list()
+        statuses = supervisor.statuses()
+        return jsonify({"plugins": [view(s, False) for s in statuses if s.enabled]})
 
     @bp.get("/<plugin_id>")
     @login_required
     async def get_plugin(plugin_id: str) -> Response:
         status = status_or_error(plugin_id)
         if current_identity().is_admin:
-            return jsonify(status)
-        if not status["enabled"]:
+            return jsonify(to_json(status))
+        if not status.enabled:
             raise ApiError(404, f"no plugin with id {plugin_id!r}")
-        return jsonify(public_view(status))
+        return jsonify(view(status, False))
 
-    async def transition(action: str, plugin_id: str) -> Response:
+    async def transition(action: str, plugin_id: str) -> PluginStatus:
         try:
-            status = await getattr(supervisor, action)(plugin_id)
+            status: PluginStatus = await getattr(supervisor, action)(plugin_id)
         except PluginError as error:
-            raise ApiError(error.status, str(error)) from None
-        return jsonify(status)
+            raise plugin_error(error) from None
+        return status
 
     @bp.post("/<plugin_id>/enable")
     @admin_required
     async def enable(plugin_id: str) -> Response:
-        response = await transition("enable", plugin_id)
-        status = await response.get_json()
-        if status["state"] != "running":
+        status = await transition("enable", plugin_id)
+        if status.state is not State.RUNNING:
             # Enabled (and retried with backoff), but it did not come up: say why.
             raise ApiError(
                 409,
-                f"plugin {plugin_id!r} is enabled but did not start: {status['last_error']}; "
+                f"plugin {plugin_id!r} is enabled but did not start: {status.last_error}; "
                 "it is retried with backoff",
-                plugin=status,
+                plugin=to_json(status),
             )
-        return response
+        return jsonify(to_json(status))
 
     @bp.post("/<plugin_id>/disable")
     @admin_required
     async def disable(plugin_id: str) -> Response:
-        return await transition("disable", plugin_id)
+        return jsonify(to_json(await transition("disable", plugin_id)))
 
     @bp.post("/<plugin_id>/restart")
     @admin_required
     async def restart(plugin_id: str) -> Response:
-        return await transition("restart", plugin_id)
+        return jsonify(to_json(await transition("restart", plugin_id)))
 
     @bp.post("/rescan")
     @admin_required
     async def rescan() -> Response:
-        await supervisor.rescan()
-        return jsonify({"plugins": supervisor.statuses(), "rejected": supervisor.rejected()})
+        try:
+            await supervisor.rescan()
+        except PluginError as error:
+            raise plugin_error(error) from None
+        return full_list()
 
     @bp.get("/<plugin_id>/events")
     @admin_required
@@ -182,14 +199,16 @@ def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
         return response
 
     async def bundle_from_plugin(plugin_id: str) -> bytes:
-        runner = supervisor.runner_for(plugin_id)
-        if runner is None or runner.channel is None:
-            raise ApiError(404, f"plugin {plugin_id!r} has no bundle.js (and is not running)")
         try:
-            frame = await runner.channel.request(HttpRequest("GET", "/bundle.js"), timeout=10)
-            reply = decode_http_reply(frame)
-        except (ConnectionLost, ProtocolError, RequestTimeout, QueueFull) as exc:
-            raise ApiError(502, f"plugin {plugin_id!r} failed to serve bundle.js: {exc}") from None
+            reply = await supervisor.request(plugin_id, HttpRequest("GET", "/bundle.js"))
+        except PluginUnavailable as error:
+            if error.status in (404, 503):
+                raise ApiError(
+                    404, f"plugin {plugin_id!r} has no bundle.js (and is not running)"
+                ) from None
+            raise ApiError(
+                502, f"plugin {plugin_id!r} failed to serve bundle.js: {error.detail}"
+            ) from None
         if reply.status != 200:
             raise ApiError(404, f"plugin {plugin_id!r} has no bundle.js")
         return reply.body

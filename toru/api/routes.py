@@ -18,15 +18,12 @@ from quart.typing import ResponseReturnValue
 from toru.api.errors import ApiError
 from toru.api.guards import client_address, current_identity, login_required
 from toru.config import Settings
-from toru.plugins.connection import ConnectionLost, QueueFull, RequestTimeout
-from toru.plugins.framing import ProtocolError
-from toru.plugins.messages import HttpRequest, decode_http_reply
-from toru.plugins.runner import State
+from toru.plugins.errors import PluginUnavailable
+from toru.plugins.messages import HttpRequest
 from toru.plugins.supervisor import Supervisor
 
 log = structlog.get_logger("toru.api.routes")
 
-REQUEST_TIMEOUT = 30.0
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -51,26 +48,24 @@ def plugin_routes_blueprint(supervisor: Supervisor, settings: Settings) -> Bluep
     @bp.route("/<route>/<path:path>", methods=METHODS)
     @login_required
     async def forward(route: str, path: str) -> ResponseReturnValue:
-        def report(message: str, **details: str) -> None:
-            """A warning in Toru's log and in the plugin's own file, with the request id."""
-            log.warning(message, plugin_id=plugin_id, **details)
-            if file := supervisor.log_file(plugin_id):
-                file.note("warn", message, request_id=g.request_id, url=url, **details)
-
         url = request.full_path if request.query_string else request.path
-        runner = supervisor.runner_for_route(route)
-        if runner is None:
-            raise ApiError(404, f"no enabled plugin serves the route '/{route}'")
-        plugin_id = runner.plugin_id
-        channel = runner.channel
-        if runner.state is not State.RUNNING or channel is None:
-            report("request refused: plugin not running", state=runner.state.value)
-            raise ApiError(
-                503,
-                f"plugin {plugin_id!r} is {runner.state.value}; try again shortly",
-                headers={"Retry-After": "2"},
-                plugin=plugin_id,
-            )
+
+        def refused(error: PluginUnavailable) -> ApiError:
+            """A warning in Toru's log and in the plugin's own file, with the request id."""
+            if error.plugin_id is None:
+                return ApiError(error.status, error.message)
+            log.warning(error.summary, plugin_id=error.plugin_id, reason=error.detail)
+            if file := supervisor.log_file(error.plugin_id):
+                file.note(
+                    "warn", error.summary, request_id=g.request_id, url=url, reason=error.detail
+                )
+            headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+            return ApiError(error.status, error.message, headers=headers, plugin=error.plugin_id)
+
+        try:
+            plugin_id = supervisor.resolve_route(route)
+        except PluginUnavailable as error:
+            raise refused(error) from None
         if (request.content_length or 0) > limit:
             raise ApiError(413, too_large, plugin=plugin_id)
         raw = await request.get_data(cache=False, as_text=False)
@@ -96,21 +91,12 @@ def plugin_routes_blueprint(supervisor: Supervisor, settings: Settings) -> Bluep
         rest = raw_path.split("?", 1)[0][len(f"{bp.url_prefix}/{route}") :]
         query = request.query_string.decode("latin-1")
         target = (rest or "/") + (f"?{query}" if query else "")
-        message = HttpRequest(request.method, target, headers, body)
         try:
-            frame = await channel.request(message, timeout=REQUEST_TIMEOUT)
-            reply = decode_http_reply(frame)
-        except RequestTimeout as exc:
-            report("plugin request timed out", reason=str(exc))
-            raise ApiError(504, f"plugin {plugin_id!r} did not answer within "
-                           f"{REQUEST_TIMEOUT:g} s", plugin=plugin_id) from None  # fmt: skip
-        except QueueFull as exc:
-            report("plugin request refused", reason=str(exc))
-            raise ApiError(503, str(exc), headers={"Retry-After": "1"}, plugin=plugin_id) from None
-        except (ConnectionLost, ProtocolError) as exc:
-            report("plugin request failed", reason=str(exc))
-            raise ApiError(502, f"plugin {plugin_id!r} failed to answer: {exc}",
-                           plugin=plugin_id) from None  # fmt: skip
+            reply = await supervisor.request(
+                plugin_id, HttpRequest(request.method, target, headers, body)
+            )
+        except PluginUnavailable as error:
+            raise refused(error) from None
         response = Response(reply.body, status=reply.status)
         response.headers.pop("Content-Type", None)
         for name, value in reply.headers.items():

@@ -10,13 +10,12 @@ comment line every 15 s keeps proxies from closing an idle stream.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from quart import Blueprint
 from quart.typing import ResponseReturnValue
 
 from toru.api.guards import current_identity, login_required
-from toru.api.plugins import public_view
+from toru.api.plugins import view
 from toru.api.sse import KEEP_ALIVE_COMMENT, event_stream, receive_or_idle, sse
 from toru.plugins.supervisor import Supervisor
 
@@ -29,20 +28,17 @@ def stream_blueprint(supervisor: Supervisor) -> Blueprint:
     async def stream() -> ResponseReturnValue:
         admin = current_identity().is_admin
 
-        def visible(status: dict[str, Any]) -> dict[str, Any]:
-            return status if admin else public_view(status)
-
         async def events() -> AsyncIterator[bytes]:
             with supervisor.subscribe() as changes:
-                snapshot = [visible(s) for s in supervisor.statuses() if admin or s["enabled"]]
+                snapshot = [view(s, admin) for s in supervisor.statuses() if admin or s.enabled]
                 yield sse("snapshot", {"plugins": snapshot})
                 async for message in receive_or_idle(changes):
                     if message is None:
                         yield KEEP_ALIVE_COMMENT
-                    elif message["type"] == "plugin":
-                        yield sse("plugin", visible(message["plugin"]))
+                    elif message.status is not None:
+                        yield sse("plugin", view(message.status, admin))
                     else:
-                        yield sse("removed", {"id": message["id"]})
+                        yield sse("removed", {"id": message.plugin_id})
 
         return event_stream(events())
 

@@ -34,7 +34,8 @@ from toru.plugins.process import plugin_environment
 RUNTIME_PACKAGES = ("trio", "outcome", "sniffio", "sortedcontainers", "idna", "attr", "attrs")
 #: The parts of Toru a packaged plugin carries: nothing of the server.
 TORU_FILES = (
-    "__init__.py", "plugins/__init__.py", "plugins/framing.py", "plugins/naming.py", "sdk"
+    "__init__.py", "plugins/__init__.py", "plugins/envelope.py", "plugins/framing.py",
+    "plugins/naming.py", "sdk",
 )  # fmt: skip
 SKIPPED = shutil.ignore_patterns(
     "__pycache__", "*.pyc", ".*", "node_modules", "bundle.js", "requirements.txt", "*.binary"

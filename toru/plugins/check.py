@@ -20,18 +20,16 @@ from pathlib import Path
 import attrs
 import trio
 
+from toru.plugins import session
 from toru.plugins.connection import (
     ConnectionLost,
-    LegacyConnection,
     PluginChannel,
     PluginConnection,
     RequestTimeout,
-    wait_for_socket,
 )
 from toru.plugins.framing import ProtocolError
 from toru.plugins.messages import (
     HttpRequest,
-    Init,
     KvReply,
     KvRequest,
     Ping,
@@ -40,19 +38,11 @@ from toru.plugins.messages import (
     is_pong,
 )
 from toru.plugins.metadata import MetadataError, PluginMetadata, read_metadata
-from toru.plugins.process import (
-    ChildProcess,
-    describe_status,
-    plugin_environment,
-    spawned,
-    stop,
-)
+from toru.plugins.process import ChildProcess, describe_status, stop
 
-SOCKET_TIMEOUT = 5.0
+SOCKET_TIMEOUT = session.READY_TIMEOUT
 PING_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0
-#: sun_path is 108 bytes on Linux, including the terminating NUL.
-MAX_SOCKET_PATH = 107
 CHECK_INSTANCE_ID = "toru-plugin-check"
 _STEP_ERRORS = (ConnectionLost, RequestTimeout, ProtocolError, OSError, trio.BrokenResourceError)
 
@@ -128,20 +118,14 @@ class Checker:
         return self.usable
 
     async def _run_plugin(self, metadata: PluginMetadata, workdir: Path) -> None:
-        socket_path = workdir / f"{metadata.id}.sock"
-        if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
-            self.step(False, "socket", f"path {socket_path} is too long for a Unix socket")
+        socket_path = session.socket_path_for(workdir, metadata.id)
+        if (problem := session.socket_path_problem(socket_path)) is not None:
+            self.step(False, "socket", problem)
             return
-        env = plugin_environment(
-            {
-                "TORU_PLUGIN_SOCKET": str(socket_path),
-                "TORU_PLUGIN_ID": metadata.id,
-                "TORU_INSTANCE_ID": CHECK_INSTANCE_ID,
-            }
-        )
+        env = session.environment(metadata.id, socket_path, CHECK_INSTANCE_ID)
         program = self.binary.resolve()
         async with (
-            spawned([program], env=env, cwd=self.binary.parent) as child,
+            session.launch(program, env, self.binary.parent) as child,
             trio.open_nursery() as nursery,
         ):
             nursery.start_soon(self._drain, child.stdout)
@@ -179,31 +163,32 @@ class Checker:
     ) -> PluginChannel | None:
         started = trio.current_time()
         try:
-            listening = await wait_for_socket(
-                socket_path, timeout=SOCKET_TIMEOUT, give_up=exited.is_set
-            )
+            stream = await session.connect(socket_path, exited.is_set, SOCKET_TIMEOUT)
         except TimeoutError:
             self.step(
                 False, "socket", f"nothing listened on {socket_path} within {SOCKET_TIMEOUT:g} s"
             )
             return None
-        if not listening:
+        except session.ProcessEnded:
             status = describe_status(child.returncode or 0)
             self.step(False, "socket", f"the plugin {status} before listening{self.last_stderr()}")
+            return None
+        except OSError as exc:
+            self.step(False, "socket", f"cannot connect to {socket_path}: {exc.strerror or exc}")
             return None
         mode = (await trio.Path(socket_path).stat()).st_mode & 0o777
         loose = f" (mode {mode:o}: other users may connect; use 600)" if mode & 0o077 else ""
         self.step(True, "socket", f"listening after {_ms(trio.current_time() - started)}{loose}")
-        init = Init(CHECK_INSTANCE_ID, str(socket_path), "")
+        init = session.init_message(CHECK_INSTANCE_ID, socket_path, "")
         try:
-            if metadata.modern:
-                connection = await PluginConnection.open(socket_path, metadata.id, self._kv)
-                nursery.start_soon(self._read, connection)
-                await connection.notify(init)
-                channel: PluginChannel = connection
-            else:
-                channel = LegacyConnection(socket_path, metadata.id)
-                await channel.notify(init)
+            channel = await session.open_channel(
+                stream,
+                metadata,
+                socket_path,
+                init,
+                kv_handler=self._kv,
+                reader=lambda connection: nursery.start_soon(self._read, connection),
+            )
         except _STEP_ERRORS as exc:
             self.step(False, "init", f"could not send init: {exc}")
             return None

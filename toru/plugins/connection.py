@@ -71,6 +71,10 @@ class QueueFull(Exception):
     """Too many requests are already waiting for a legacy plugin."""
 
 
+class _Unreachable(ConnectionLost):
+    """Nothing accepts connections on the plugin's socket."""
+
+
 class PluginChannel(Protocol):
     """What the rest of Toru needs from a connection, modern or legacy."""
 
@@ -107,6 +111,7 @@ class PluginConnection:
     _pending: dict[str, _Waiter] = attrs.field(factory=dict, init=False)
     _lost: ConnectionLost | None = attrs.field(default=None, init=False)
     _stray: int = attrs.field(default=0, init=False)
+    _held: Frame | None = attrs.field(default=None, init=False)
     _serving: trio.Semaphore = attrs.field(
         factory=lambda: trio.Semaphore(MAX_PLUGIN_REQUESTS), init=False
     )
@@ -133,21 +138,36 @@ class PluginConnection:
         """Read until the connection ends; then fail what is pending and raise ConnectionLost.
 
         Requests from the plugin are served in a nursery owned here, so none
-        outlives the connection.
+        outlives the connection. The connection is closed on the way out.
         """
         try:
-            async with trio.open_nursery() as handlers:
-                task_status.started(self)
-                lost = await self._read_until_lost(handlers)
-                handlers.cancel_scope.cancel()
-            raise lost
+            task_status.started(self)
+            raise await self.serve()
         finally:
             self._lose("connection closed")
             with trio.move_on_after(1, shield=True):
                 await self.framed.aclose()
 
+    async def serve(self) -> ConnectionLost:
+        """Read and dispatch until the connection is lost, and return why.
+
+        Unlike :meth:`run` this may be cancelled and called again: nothing is
+        closed and nothing read is lost (a plugin request received but not yet
+        being served is kept for the next call). The runner relies on it: its
+        reader is cancelled with the run, and the shutdown ladder reads on.
+        """
+        if self._lost is not None:
+            return self._lost
+        async with trio.open_nursery() as handlers:
+            lost = await self._read_until_lost(handlers)
+            handlers.cancel_scope.cancel()
+        return lost
+
     async def _read_until_lost(self, handlers: trio.Nursery) -> ConnectionLost:
         while True:
+            if (held := self._held) is not None:  # received by an earlier, cancelled serve()
+                self._held = None
+                await self._dispatch(held, handlers)
             try:
                 frame = await self.framed.receive()
             except ProtocolError as exc:
@@ -174,7 +194,11 @@ class PluginConnection:
             waiter.reply = frame
             waiter.done.set()
         elif kind_of(frame) == Kind.KV:
-            await self._serving.acquire()  # released by _serve_kv
+            try:
+                await self._serving.acquire()  # released by _serve_kv
+            except trio.Cancelled:
+                self._held = frame  # served by the next serve()
+                raise
             handlers.start_soon(self._serve_kv, frame)
         else:
             # A late reply (after its caller timed out) or a message we do not know. Logged
@@ -283,6 +307,12 @@ class PluginConnection:
                     await self.framed.aclose()
 
 
+#: Told after each legacy exchange whether the plugin answered: ``None`` for an answer (or a
+#: failure that says nothing about its liveness, such as a malformed reply), else the reason
+#: (a timeout while the exchange was in flight, or a refused connection).
+ExchangeOutcome = Callable[[str | None], None]
+
+
 @attrs.define(eq=False)
 class LegacyConnection:
     """Exchanges with an old plugin: a fresh connection each, one at a time, FIFO."""
@@ -293,6 +323,8 @@ class LegacyConnection:
     #: Requests allowed to wait behind the one in flight; more are refused at once.
     max_waiting: int = 256
     supports_ping: bool = False
+    #: Legacy plugins get no pings: their health is judged by exchanges (the runner's rule).
+    on_outcome: ExchangeOutcome = lambda failure: None
     _turn: trio.Lock = attrs.field(factory=trio.Lock, init=False)
     _waiting: int = attrs.field(default=0, init=False)
 
@@ -321,20 +353,36 @@ class LegacyConnection:
         reply: Frame | None = None
         queued = True
         self._waiting += 1
+        timed_out = RequestTimeout(
+            f"plugin {self.plugin_id!r} did not answer the {_describe(message)} request "
+            f"within {timeout:g} s"
+        )
+        timeout_at = trio.current_time() + timeout
         try:
             with trio.move_on_after(timeout):
                 async with self._turn:
                     self._waiting -= 1
                     queued = False
-                    reply = await self._exchange(frame)
+                    try:
+                        reply = await self._exchange(frame)
+                    except _Unreachable as exc:
+                        self.on_outcome(str(exc))
+                        raise
+                    except ConnectionLost:
+                        self.on_outcome(None)  # it accepted and answered, if badly: alive
+                        raise
+                    except trio.Cancelled:
+                        # Only a timeout while *this* exchange was in flight says the plugin
+                        # is stuck; time spent waiting in the queue says nothing about it.
+                        if trio.current_time() >= timeout_at:
+                            self.on_outcome(str(timed_out))
+                        raise
+                    self.on_outcome(None)
         finally:
             if queued:
                 self._waiting -= 1
         if reply is None:
-            raise RequestTimeout(
-                f"plugin {self.plugin_id!r} did not answer the {_describe(message)} request "
-                f"within {timeout:g} s"
-            )
+            raise timed_out
         return reply
 
     async def _exchange(self, frame: Frame) -> Frame:
@@ -360,7 +408,7 @@ class LegacyConnection:
         try:
             stream = await trio.open_unix_socket(str(self.socket_path))
         except OSError as exc:
-            raise ConnectionLost(
+            raise _Unreachable(
                 f"plugin {self.plugin_id!r}: cannot connect to {self.socket_path}: "
                 f"{exc.strerror or exc}"
             ) from exc

@@ -22,7 +22,13 @@ import attrs
 import structlog
 import trio
 
-from toru.plugins.metadata import MetadataError, PluginMetadata, check_binary, read_metadata
+from toru.plugins.metadata import (
+    MetadataError,
+    MetadataUnavailable,
+    PluginMetadata,
+    check_binary,
+    read_metadata,
+)
 
 log = structlog.get_logger("toru.plugins")
 
@@ -132,6 +138,8 @@ async def _read(binary: Path) -> tuple[PluginMetadata | str, bool]:
         return f"cannot read it: {exc.strerror or exc}", False
     try:
         return await read_metadata(binary), True
+    except MetadataUnavailable as exc:
+        return str(exc), False  # of the moment (EMFILE, ENOMEM): decided again next scan
     except MetadataError as exc:
         return str(exc), True
     except OSError as exc:

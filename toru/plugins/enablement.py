@@ -2,10 +2,12 @@
 
 The file is ``{"plugins": {"<id>": true|false}}``, pretty-printed with sorted
 keys. A plugin missing from it is disabled until an admin enables it. Toru
-reads it once at start-up and keeps it in memory; every change is written
-atomically and durably (temporary file in the same directory, fsync, rename,
-fsync of the directory), so a crash at any moment leaves either the old or the
-new file, never a partial one.
+reads it once at start-up and keeps it in memory, which is what the server
+obeys; every change is written atomically and durably (temporary file in the
+same directory, fsync, rename, fsync of the directory), so a crash at any
+moment leaves either the old or the new file, never a partial one. A change
+the disk cannot take still holds in memory (a disable must hold on a full
+disk), and the caller is told (:class:`NotSaved`).
 
 The file is also the operator's: top-level keys and plugin ids Toru does not
 know are kept as they are. A file that cannot be understood is copied aside to
@@ -38,6 +40,10 @@ TEMP_SUFFIX = ".tmp"
 #: A temporary file older than this was left by a writer that died; it is removed at load.
 STALE_TEMP_SECONDS = 60.0
 FILE_MODE = 0o644
+
+
+class NotSaved(Exception):
+    """The enable state holds in memory but could not be written to ``config.json``."""
 
 
 class CorruptConfig(Exception):
@@ -173,18 +179,36 @@ class EnableState:
             self._document = document
             return self.snapshot
 
-    async def set(self, plugin_id: str, enabled: bool) -> None:
-        """Record *enabled* for *plugin_id*; returns once the file is durably written.
+    def assign(self, plugin_id: str, enabled: bool) -> None:
+        """Change the state in memory now; :meth:`save` writes it (what the server obeys is
+        memory: a disable must hold even when the disk cannot take it)."""
+        self._document = {**self._document, "plugins": {**self._document["plugins"]}}
+        self._document["plugins"][plugin_id] = enabled
+
+    async def save(self) -> None:
+        """Write the state in memory; returns once the file is durably written.
 
         Calls are serialised: concurrent calls never interleave their writes, and
         the file always ends up holding the state of the last call to finish.
+        Raises :class:`NotSaved` when the file cannot be written (disk full,
+        read-only, I/O error): memory keeps the change, and the next successful
+        save writes it.
         """
         async with self._lock:
-            document = {**self._document, "plugins": {**self._document["plugins"]}}
-            document["plugins"][plugin_id] = enabled
-            # Not abandoned on cancellation: memory changes only once the disk has.
-            await trio.to_thread.run_sync(write_atomically, self.path, _render(document))
-            self._document = document
+            document = self._document
+            try:
+                # Not abandoned on cancellation: the file is never left half-decided.
+                await trio.to_thread.run_sync(write_atomically, self.path, _render(document))
+            except OSError as exc:
+                raise NotSaved(
+                    f"its state could not be saved to {self.path}: {exc.strerror or exc}; "
+                    "fix the disk (free space?) and repeat the change to keep it over a restart"
+                ) from exc
+
+    async def set(self, plugin_id: str, enabled: bool) -> None:
+        """:meth:`assign` then :meth:`save`."""
+        self.assign(plugin_id, enabled)
+        await self.save()
 
     def enabled(self, plugin_id: str) -> bool:
         """Whether *plugin_id* is enabled (from memory); a plugin absent from the file is not."""

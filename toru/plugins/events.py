@@ -60,7 +60,9 @@ class EventLog:
                     (plugin_id, now - MAX_AGE, plugin_id, MAX_PER_PLUGIN),
                 )
 
-        await self.db.run(insert)
+        # Abandoned if its caller is cancelled (a runner stopping its plugin): the write
+        # finishes in its thread, and the caller is never held up by a slow or dead disk.
+        await self.db.run(insert, abandon_on_cancel=True)
 
     async def list(
         self, plugin_id: str, *, limit: int = 100, before: int | None = None

@@ -8,24 +8,49 @@ Toru's added (``timestamp`` if missing, ``plugin_id``, ``pid``, ``generation``,
 the same file. Files rotate by size between records (10 MiB, 5 kept), so a
 tailing agent never sees half a line. A plugin that floods (over 2 000 lines/s
 sustained) is rate-limited, with a record saying how many lines were dropped.
+
+Writing is off the event loop. Up to 2 000 lines a second per plugin, each an
+``open``/``write``/``rename`` away from a slow or full disk, would stall every
+request and every other plugin if done on the Trio thread. So ``line``,
+``lifecycle`` and ``note`` only build the record, hand it to live followers and
+queue it (:data:`QUEUE_CAPACITY` records per file); one writer task per file,
+owned by :class:`PluginLogs`, takes what is queued in batches and writes each
+batch in one worker thread call, where the directory is created, the file is
+opened and rotated, and the JSON is encoded. Losses are said in the file itself:
+
+* queue full (the disk is slower than the plugin): records are dropped and
+  counted; when there is room again a ``warning`` record says
+  ``log writer fell behind: dropped N records``;
+* a failed write (``ENOSPC``, ``EIO``, a directory that cannot be written):
+  the writer keeps going, the records are counted as lost, one warning per
+  failure streak goes to Toru's own log (``toru.plugins.logs``), and once a
+  write works again an ``error`` record says ``could not write N records: ...``.
+  A partly written batch is cut back to its last whole line;
+* after :meth:`PluginLogs.close`, records are dropped silently; a cancelled
+  service writes what is queued within :data:`WRITER_GRACE` seconds, then gives up.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
-import logging
-import logging.handlers
 import os
+import stat
+import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
+import structlog
 import trio
 
 from toru.timestamps import iso_utc
+
+log = structlog.get_logger("toru.plugins.logs")
 
 ROTATE_BYTES = 10 * 1024 * 1024
 ROTATE_KEEP = 5
@@ -37,6 +62,14 @@ TRUNCATED = b" [line truncated]"
 READ_BLOCK = 64 * 1024
 #: Records a live follower may fall behind by before it is told it missed some.
 FOLLOW_BUFFER = 1000
+#: Records queued per file for its writer; about two seconds of a plugin at the rate limit.
+QUEUE_CAPACITY = 4096
+#: Records one worker-thread call writes at most (a few hundred KiB: bounded latency).
+BATCH_MAX = 1000
+#: Seconds a writer that is cancelled may take to write what is queued and close its file.
+WRITER_GRACE = 1.0
+
+Record = dict[str, Any]
 
 
 def level_rank(level: Any) -> int:
@@ -78,83 +111,186 @@ class LineSplitter:
         return [rest] if rest and not self._discarding else []
 
 
+def _encode(record: Record) -> bytes:
+    """One JSON line. A record that cannot be encoded becomes an error record saying why."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RuntimeError) as error:  # odd keys, a cycle, a changed dict
+        text = json.dumps(
+            {
+                "timestamp": iso_utc(time.time()),
+                "level": "error",
+                "message": f"could not encode a record: {error}",
+                "plugin_id": str(record.get("plugin_id")),
+                "source": "toru",
+            }
+        )
+    # Lone surrogates (from a plugin's "\ud800") stay escapes instead of failing the write.
+    return text.encode("utf-8", "backslashreplace") + b"\n"
+
+
 @attrs.define(eq=False)
-class PluginLog:
-    """One plugin's file, with its flood limiter and its live followers."""
+class _Job:
+    """Records to write (then maybe close the file); once done, how it went."""
+
+    records: list[Record]
+    close: bool
+    written: int = 0
+    error: OSError | None = None
+    done: bool = False
+
+
+@attrs.define(eq=False)
+class _RotatingFile:
+    """An append-only file rotated by size between lines, written in worker threads.
+
+    Stands in for the stdlib ``RotatingFileHandler``, which reports its errors to
+    stderr instead of raising them, and can leave half a line behind on a full disk.
+    """
+
+    path: Path
+    max_bytes: int
+    backups: int
+    _fd: int | None = attrs.field(default=None, init=False)
+    _size: int = attrs.field(default=0, init=False)  # up to the end of the last whole line
+    _regular: bool = attrs.field(default=True, init=False)
+    # Jobs in the writer's order. A cancelled writer abandons its thread, so two calls
+    # can overlap, or one never start: the thread holding _io does every job queued
+    # before its own, in order.
+    _jobs: collections.deque[_Job] = attrs.field(factory=collections.deque, init=False)
+    _io: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+
+    def submit(self, records: list[Record], close: bool = False) -> _Job:
+        """Queue writing *records* (then closing the file); on the event loop, no I/O."""
+        job = _Job(records, close)
+        self._jobs.append(job)
+        return job
+
+    def run(self, job: _Job) -> tuple[int, OSError | None]:
+        """In a worker thread: do the jobs queued up to *job*, in order; *job*'s outcome.
+
+        That is how many of its records were written, and the error that stopped the
+        rest (the file is then cut back to its last whole line and reopened next time).
+        """
+        with self._io:
+            while not job.done:
+                self._do(self._jobs.popleft())  # *job* is still queued: never empty here
+            return job.written, job.error
+
+    def _do(self, job: _Job) -> None:
+        try:
+            if job.records:
+                self._append_rotating(job)
+        except OSError as error:
+            job.error = error
+            self._discard(truncate=True)
+        finally:
+            if job.close:
+                self._discard(truncate=False)
+            job.done = True
+
+    def _append_rotating(self, job: _Job) -> None:
+        if self._fd is None:
+            self._open()
+        chunk: list[bytes] = []
+        chunk_size = 0
+        for record in job.records:
+            data = _encode(record)
+            size = self._size + chunk_size
+            if self._regular and size and size + len(data) > self.max_bytes:
+                self._append(chunk)
+                job.written += len(chunk)
+                chunk, chunk_size = [], 0
+                self._rotate()
+            chunk.append(data)
+            chunk_size += len(data)
+        self._append(chunk)
+        job.written += len(chunk)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        self._fd = os.open(self.path, flags, 0o666)  # the umask decides, as for open()
+        status = os.fstat(self._fd)
+        self._size, self._regular = status.st_size, stat.S_ISREG(status.st_mode)
+
+    def _append(self, chunk: list[bytes]) -> None:
+        assert self._fd is not None
+        data = b"".join(chunk)
+        rest = memoryview(data)
+        while rest:  # a write may be short (a disk filling up); the rest follows or fails
+            rest = rest[os.write(self._fd, rest) :]
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        self._discard(truncate=False)
+        if self.backups > 0:
+            for number in range(self.backups - 1, 0, -1):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(self._numbered(number), self._numbered(number + 1))
+            os.replace(self.path, self._numbered(1))
+        else:
+            os.unlink(self.path)  # nothing kept: the file starts again
+        self._open()
+
+    def _numbered(self, number: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{number}")
+
+    def _discard(self, *, truncate: bool) -> None:
+        """Close the file; with *truncate*, first cut off a partly written line."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if truncate and self._regular:
+            with contextlib.suppress(OSError):  # best effort: the next open starts clean
+                os.ftruncate(fd, self._size)
+        with contextlib.suppress(OSError):  # the descriptor is released whatever close says
+            os.close(fd)
+
+
+@attrs.define(eq=False)
+class PluginLogFile:
+    """One plugin's file: its flood limiter, its live followers, its queue and its writer.
+
+    Made and run by :class:`PluginLogs`. The record methods never block and never
+    raise for I/O; what is written, dropped or lost is said in the module docstring.
+    Records are encoded later, in a worker thread: do not change what you pass in.
+    """
 
     plugin_id: str
     path: Path
     clock: Callable[[], float] = time.monotonic
     max_bytes: int = ROTATE_BYTES
     backups: int = ROTATE_KEEP
-    _followers: set[trio.MemorySendChannel[dict[str, Any]]] = attrs.field(factory=set, init=False)
+    _followers: set[trio.MemorySendChannel[Record]] = attrs.field(factory=set, init=False)
     _following: bool = attrs.field(default=True, init=False)
-    _logger: logging.Logger = attrs.field(init=False)
     _tokens: float = attrs.field(default=BURST, init=False)
     _last: float = attrs.field(default=0.0, init=False)
-    _dropped: int = attrs.field(default=0, init=False)
+    _dropped: int = attrs.field(default=0, init=False)  # by the rate limiter
+    _file: _RotatingFile = attrs.field(init=False)
+    _send: trio.MemorySendChannel[Record] = attrs.field(init=False)
+    _receive: trio.MemoryReceiveChannel[Record] = attrs.field(init=False)
+    _accepting: bool = attrs.field(default=True, init=False)
+    _overflow: int = attrs.field(default=0, init=False)  # dropped because the queue was full
+    _lost: int = attrs.field(default=0, init=False)  # failed to write, not yet reported
+    _error: str = attrs.field(default="", init=False)
+    _queued: int = attrs.field(default=0, init=False)  # records ever queued ...
+    _done: int = attrs.field(default=0, init=False)  # ... and ever written or lost
+    _progress: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _ended: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A private logger per plugin (no propagation): only this file, only these lines.
-        self._logger = logging.Logger(f"toru.plugin-file.{self.plugin_id}")
-        handler = logging.handlers.RotatingFileHandler(
-            self.path, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8"
-        )
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        self._logger.addHandler(handler)
+        self._file = _RotatingFile(self.path, self.max_bytes, self.backups)
+        self._send, self._receive = trio.open_memory_channel[Record](QUEUE_CAPACITY)
         self._last = self.clock()
 
-    def _write(self, record: dict[str, Any]) -> None:
-        self._logger.info(json.dumps(record, ensure_ascii=False, default=str))
-        for follower in list(self._followers):
-            try:
-                follower.send_nowait(record)
-            except trio.WouldBlock:
-                pass  # a follower that cannot keep up misses records; the file has them all
-            except trio.BrokenResourceError:
-                self._followers.discard(follower)
-
-    @contextmanager
-    def follow(self) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
-        """Every record written from now on, while the ``with`` block lasts."""
-        send, receive = trio.open_memory_channel[dict[str, Any]](FOLLOW_BUFFER)
-        if self._following:
-            self._followers.add(send)
-        else:
-            send.close()
-        try:
-            yield receive
-        finally:
-            self._followers.discard(send)
-            send.close()
-
-    def _allow(self) -> bool:
-        now = self.clock()
-        self._tokens = min(BURST, self._tokens + (now - self._last) * RATE)
-        self._last = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            if self._dropped:
-                self._write(self._base("warning", f"rate limit: dropped {self._dropped} lines"))
-                self._dropped = 0
-            return True
-        self._dropped += 1
-        return False
-
-    def _base(self, level: str, message: str) -> dict[str, Any]:
-        return {
-            "timestamp": iso_utc(time.time()),
-            "level": level,
-            "message": message,
-            "plugin_id": self.plugin_id,
-        }
+    # -- records (on the event loop, never blocking) -----------------------------------
 
     def line(self, stream: str, line: str, pid: int, generation: int) -> None:
         """Record one line of the plugin's output."""
-        if not self._allow():
+        if not self._accepting or not self._allow():
             return
-        record: dict[str, Any] | None = None
+        record: Record | None = None
         if line.startswith("{"):
             try:
                 parsed = json.loads(line)
@@ -171,17 +307,32 @@ class PluginLog:
                 "level": "error" if stream == "stderr" else "info",
             }
         record.update(plugin_id=self.plugin_id, pid=pid, generation=generation, stream=stream)
-        self._write(record)
+        self._emit(record)
 
     def lifecycle(self, event: str, details: dict[str, Any]) -> None:
         """Toru's own record about the plugin (started, crashed, stopped, ...)."""
         level = "error" if event in {"crashed", "failed"} else "info"
-        self._write({**self._base(level, event), "event": event, "source": "toru", **details})
+        self._emit({**self._base(level, event), "event": event, "source": "toru", **details})
 
     def note(self, level: str, message: str, **details: Any) -> None:
         """A record of Toru's about this plugin that is not a lifecycle event (a refused
         or failed request, for example)."""
-        self._write({**self._base(level, message), "source": "toru", **details})
+        self._emit({**self._toru(level, message), **details})
+
+    @contextmanager
+    def follow(self) -> Iterator[trio.MemoryReceiveChannel[Record]]:
+        """Every record from now on, as it is made (before it is on disk), while the
+        ``with`` block lasts."""
+        send, receive = trio.open_memory_channel[Record](FOLLOW_BUFFER)
+        if self._following:
+            self._followers.add(send)
+        else:
+            send.close()
+        try:
+            yield receive
+        finally:
+            self._followers.discard(send)
+            send.close()
 
     def end_followers(self) -> None:
         """Live followers see the end of their stream; later ones end at once."""
@@ -190,10 +341,258 @@ class PluginLog:
             follower.close()
         self._followers.clear()
 
-    def close(self) -> None:
-        for handler in self._logger.handlers:
-            handler.close()
+    async def flush(self) -> None:
+        """Wait until every record made so far is written, or counted as lost
+        (returns at once once the writer has ended)."""
+        target = self._queued
+        while self._done < target and not self._ended:
+            await self._progress.wait()
+        await trio.lowlevel.checkpoint()
+
+    def _allow(self) -> bool:
+        now = self.clock()
+        self._tokens = min(BURST, self._tokens + (now - self._last) * RATE)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            if self._dropped:
+                self._emit(self._base("warning", f"rate limit: dropped {self._dropped} lines"))
+                self._dropped = 0
+            return True
+        self._dropped += 1
+        return False
+
+    def _base(self, level: str, message: str) -> Record:
+        return {
+            "timestamp": iso_utc(time.time()),
+            "level": level,
+            "message": message,
+            "plugin_id": self.plugin_id,
+        }
+
+    def _toru(self, level: str, message: str) -> Record:
+        return {**self._base(level, message), "source": "toru"}
+
+    def _emit(self, record: Record) -> None:
+        if not self._accepting:
+            return
+        self._to_followers(record)
+        self._report_overflow()
+        if self._overflow or not self._enqueue(record):
+            self._overflow += 1
+
+    def _to_followers(self, record: Record) -> None:
+        for follower in list(self._followers):
+            try:
+                follower.send_nowait(record)
+            except trio.WouldBlock:
+                pass  # a follower that cannot keep up misses records; the file has them all
+            except trio.BrokenResourceError:
+                self._followers.discard(follower)
+
+    def _enqueue(self, record: Record) -> bool:
+        try:
+            self._send.send_nowait(record)
+        except trio.WouldBlock:
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._accepting = False  # the writer has ended
+            return False
+        self._queued += 1
+        return True
+
+    def _report_overflow(self) -> None:
+        """Queue the count of records dropped for a full queue, if there is room now."""
+        if self._overflow and self._accepting:
+            notice = self._overflow_notice()
+            if self._enqueue(notice):
+                self._overflow = 0
+                self._to_followers(notice)
+
+    def _overflow_notice(self) -> Record:
+        return self._toru("warning", f"log writer fell behind: dropped {self._overflow} records")
+
+    def _close(self) -> None:
+        """No more records; the writer writes what is queued, closes the file and ends."""
+        if self._accepting:
+            self._report_overflow()
+            self._accepting = False
+            self._send.close()
         self.end_followers()
+
+    # -- the writer (a task of PluginLogs's; the file itself is touched in threads only) --
+
+    async def _write_loop(self) -> None:
+        """Write batches until closed and drained; then, or when cancelled, close the file."""
+        try:
+            while batch := await self._next_batch():
+                self._report_overflow()  # the batch made room
+                await self._write(batch)
+        finally:
+            rest = self._take_queued()
+            self._receive.close()
+            if self._overflow:  # closed while the queue was full
+                rest.append(self._overflow_notice())
+                self._queued, self._overflow = self._queued + 1, 0
+            with trio.move_on_after(WRITER_GRACE, shield=True) as grace:
+                await self._write(rest, close=True)
+            self._ended = True
+            self._progress.set()
+            if grace.cancelled_caught:
+                log.warning(
+                    "plugin log writer stopped before its records were written; they may be lost",
+                    plugin_id=self.plugin_id,
+                    path=str(self.path),
+                    count=self._queued - self._done,
+                )
+
+    async def _next_batch(self) -> list[Record]:
+        """The next record, waited for, and what else is queued already (no waiting)."""
+        try:
+            first = await self._receive.receive()
+        except trio.EndOfChannel:
+            return []
+        return [first, *self._take_queued(BATCH_MAX - 1)]
+
+    def _take_queued(self, limit: int | None = None) -> list[Record]:
+        taken: list[Record] = []
+        while limit is None or len(taken) < limit:
+            try:
+                taken.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        return taken
+
+    async def _write(self, batch: list[Record], *, close: bool = False) -> None:
+        """Write *batch* in one worker thread call, after the count of records lost before."""
+        notice = None
+        if self._lost:
+            notice = self._toru("error", f"could not write {self._lost} records: {self._error}")
+        records = batch if notice is None else [notice, *batch]
+        job = self._file.submit(records, close)
+        written, error = await trio.to_thread.run_sync(self._file.run, job, abandon_on_cancel=True)
+        if notice is not None and written:  # the loss is on record now
+            written, self._lost = written - 1, 0
+            self._to_followers(notice)
+        if error is not None:
+            if not self._lost:  # a new failure streak: say it once
+                self._error = str(error)
+                log.warning(
+                    "could not write a plugin's log file; its records are lost until writes work",
+                    plugin_id=self.plugin_id,
+                    path=str(self.path),
+                    error=str(error),
+                    count=len(batch) - written,
+                )
+            self._lost += len(batch) - written
+        self._done += len(batch)
+        self._progress.set()
+        self._progress = trio.Event()
+
+
+@attrs.define(eq=False)
+class PluginLogs:
+    """Every plugin's log file, and the task that writes each; see :func:`open_plugin_logs`."""
+
+    log_dir: Path
+    clock: Callable[[], float] = time.monotonic
+    max_bytes: int = ROTATE_BYTES
+    backups: int = ROTATE_KEEP
+    _files: dict[str, PluginLogFile] = attrs.field(factory=dict, init=False)
+    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+    _ran: bool = attrs.field(default=False, init=False)
+    _following: bool = attrs.field(default=True, init=False)
+    _closing: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _drained: trio.Event = attrs.field(factory=trio.Event, init=False)
+
+    def path_for(self, plugin_id: str) -> Path:
+        """Where the plugin's records go (rotated files add ``.1``, ``.2``, ...)."""
+        return self.log_dir / "plugins" / f"{plugin_id}.log"
+
+    def file(self, plugin_id: str) -> PluginLogFile:
+        """The plugin's file; made, and its writer started, on first use.
+
+        Raises :class:`RuntimeError` unless the service is running and not closed.
+        """
+        if self._nursery is None or self._closing.is_set():
+            raise RuntimeError(
+                f"the plugin logs in {self.log_dir} are not running (not started yet, or"
+                f" closed): no log file for plugin {plugin_id!r}; use them inside open_plugin_logs"
+            )
+        file = self._files.get(plugin_id)
+        if file is None:
+            file = PluginLogFile(
+                plugin_id,
+                self.path_for(plugin_id),
+                clock=self.clock,
+                max_bytes=self.max_bytes,
+                backups=self.backups,
+            )
+            if not self._following:
+                file.end_followers()
+            self._files[plugin_id] = file
+            self._nursery.start_soon(file._write_loop, name=f"plugin-log:{plugin_id}")
+        return file
+
+    def end_followers(self) -> None:
+        """End every live follower of every file now, and any opened later."""
+        self._following = False
+        for file in self._files.values():
+            file.end_followers()
+
+    def close(self) -> None:
+        """Accept no more records (later ones are dropped silently) and end the followers;
+        each writer writes what is queued, closes its file and ends. Idempotent."""
+        self._closing.set()
+        for file in self._files.values():
+            file._close()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[PluginLogs] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the writers: started when :meth:`file` works; returns after :meth:`close`,
+        once every writer has drained. Cancelled, it returns within about
+        :data:`WRITER_GRACE` seconds and what is still queued may be lost. Runs once."""
+        if self._ran:
+            raise RuntimeError(f"the plugin logs in {self.log_dir} have run already; make new ones")
+        self._ran = True
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started(self)
+                await self._closing.wait()
+        finally:
+            self._nursery = None
+            self.close()
+            self._drained.set()
+
+
+@asynccontextmanager
+async def open_plugin_logs(
+    log_dir: Path,
+    *,
+    drain_timeout: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    max_bytes: int = ROTATE_BYTES,
+    backups: int = ROTATE_KEEP,
+) -> AsyncIterator[PluginLogs]:
+    """Plugin logs under *log_dir*, running for the block.
+
+    On the way out they are closed and get up to *drain_timeout* seconds to write
+    what is queued, then each writer is cancelled (and gets :data:`WRITER_GRACE`
+    more). When the block itself is cancelled, the writers are too. An exception
+    from the block comes out in an exception group.
+    """
+    logs = PluginLogs(log_dir, clock=clock, max_bytes=max_bytes, backups=backups)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(logs.run)
+        try:
+            yield logs
+        finally:
+            logs.close()
+            with trio.move_on_after(drain_timeout, shield=True):
+                await logs._drained.wait()
+            nursery.cancel_scope.cancel()
 
 
 def lines_backwards(path: Path, block: int = READ_BLOCK) -> Iterator[bytes]:

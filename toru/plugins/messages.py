@@ -16,7 +16,6 @@ import base64
 import binascii
 import enum
 import json
-import time
 import uuid
 from typing import Any
 
@@ -24,8 +23,11 @@ import attrs
 import cattrs
 
 from toru.converter import wire
+from toru.plugins.envelope import envelope
+
+# Re-exported: the connection reads the kind of every frame it receives through here.
+from toru.plugins.envelope import kind_of as kind_of
 from toru.plugins.framing import ProtocolError
-from toru.timestamps import iso_utc
 
 
 class Kind(enum.StrEnum):
@@ -92,19 +94,6 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def now_rfc3339() -> str:
-    return iso_utc(time.time())
-
-
-def _envelope(kind: Kind, request_id: str | None, payload: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": kind.value,
-        "timestamp": now_rfc3339(),
-        "request_id": request_id,
-        "payload": {"type": kind.value, **payload},
-    }
-
-
 def encode(message: ToPlugin, request_id: str | None = None) -> dict[str, Any]:
     """The wire form of a message from Toru to a plugin."""
     match message:
@@ -112,11 +101,13 @@ def encode(message: ToPlugin, request_id: str | None = None) -> dict[str, Any]:
             fields = attrs.asdict(message)
             # Flat, as documented; nested again under "payload", where the old Rust
             # example reads it. Readers ignore the copy they do not use.
-            return _envelope(Kind.LIFECYCLE, None, {"action": "init", **fields, "payload": fields})
+            return envelope(
+                Kind.LIFECYCLE.value, None, {"action": "init", **fields, "payload": fields}
+            )
         case Shutdown():
-            return _envelope(Kind.LIFECYCLE, None, {"action": "shutdown"})
+            return envelope(Kind.LIFECYCLE.value, None, {"action": "shutdown"})
         case Ping():
-            return _envelope(Kind.LIFECYCLE, request_id, {"action": "ping"})
+            return envelope(Kind.LIFECYCLE.value, request_id, {"action": "ping"})
         case HttpRequest():
             inner: dict[str, Any] = {
                 "method": message.method,
@@ -128,7 +119,9 @@ def encode(message: ToPlugin, request_id: str | None = None) -> dict[str, Any]:
             except UnicodeDecodeError:
                 inner["body"] = None
                 inner["body_base64"] = base64.b64encode(message.body).decode("ascii")
-            return _envelope(Kind.HTTP, request_id, {"request_id": request_id, "payload": inner})
+            return envelope(
+                Kind.HTTP.value, request_id, {"request_id": request_id, "payload": inner}
+            )
         case KvReply():
             reply: dict[str, Any]
             if message.error is not None:
@@ -137,7 +130,7 @@ def encode(message: ToPlugin, request_id: str | None = None) -> dict[str, Any]:
                 reply = {"value": message.value}
                 if message.keys is not None:
                     reply["keys"] = message.keys
-            return _envelope(Kind.KV, request_id, reply)
+            return envelope(Kind.KV.value, request_id, reply)
     raise TypeError(f"not a message to a plugin: {message!r}")
 
 
@@ -146,15 +139,6 @@ def _payload(frame: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ProtocolError(f"{frame.get('type', 'message')} has no payload object")
     return payload
-
-
-def kind_of(frame: dict[str, Any]) -> str | None:
-    """The message type, from the envelope or, failing that, from the payload."""
-    kind = frame.get("type")
-    if not isinstance(kind, str):
-        payload = frame.get("payload")
-        kind = payload.get("type") if isinstance(payload, dict) else None
-    return kind.lower() if isinstance(kind, str) else None
 
 
 def is_pong(frame: dict[str, Any]) -> bool:

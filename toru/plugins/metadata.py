@@ -30,6 +30,11 @@ class MetadataError(Exception):
     """Metadata is missing or invalid; the message is the reason shown to the operator."""
 
 
+class MetadataUnavailable(MetadataError):
+    """``--metadata`` could not be run for a reason of the moment (too many open files,
+    no memory): discovery tries again at the next scan instead of keeping the verdict."""
+
+
 @attrs.frozen
 class PluginMetadata:
     id: str
@@ -188,7 +193,9 @@ async def read_metadata(
     except OSError as exc:
         if exc.errno == errno.ENOEXEC:
             raise MetadataError("not a program (the kernel cannot execute it)") from None
-        raise MetadataError(f"cannot run it: {exc.strerror or exc}") from None
+        if exc.errno in (errno.EACCES, errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise MetadataError(f"cannot run it: {exc.strerror or exc}") from None
+        raise MetadataUnavailable(f"cannot run it now: {exc.strerror or exc}") from None
     if too_much:
         raise MetadataError(f"--metadata printed more than {cap // 1024} KiB")
     returncode = child.returncode

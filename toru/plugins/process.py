@@ -10,7 +10,9 @@ Every child gets its own session (so its own process group, and no terminal
 signals), the death signal SIGKILL (it dies with Toru, even if Toru is
 SIGKILLed), stdin from /dev/null, and stdout/stderr pipes that the owner must
 drain. :func:`spawned` owns a child for the duration of a block and reaps it
-(and sweeps its group) whatever happens.
+(and sweeps its group) whatever happens: on the way out it SIGKILLs the group
+first (a synchronous system call, so no cancellation or failing write can skip
+it) and only then waits, within a deadline, for the exit.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 #: Variables passed through from Toru's own environment; nothing else (no secrets).
 PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: How long reaping a SIGKILLed child may take before Toru stops waiting (it is in the
+#: kernel's hands then: an uninterruptible sleep on a dead disk, say).
+REAP_GRACE = 2.0
 
 
 def plugin_environment(
@@ -72,7 +77,6 @@ class ChildProcess:
     popen: subprocess.Popen[bytes]
     stdout: trio.lowlevel.FdStream
     stderr: trio.lowlevel.FdStream
-    started_at: float
     _pidfd: int
     returncode: int | None = None
 
@@ -110,12 +114,8 @@ class ChildProcess:
             popen,
             trio.lowlevel.FdStream(out_read),
             trio.lowlevel.FdStream(err_read),
-            trio.current_time(),
             os.pidfd_open(popen.pid),
         )
-
-    def poll(self) -> int | None:
-        return self.returncode
 
     async def wait(self) -> int:
         """Wait for the exit (event-driven, through the pidfd) and reap it.
@@ -138,14 +138,23 @@ class ChildProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
 
+    def kill_group(self) -> None:
+        """SIGKILL the child's whole group now: synchronous, so nothing can come between."""
+        self.signal_group(signal.SIGKILL)
+
     async def aclose(self) -> None:
-        """Kill what is left, reap, sweep the group, close the pipes and the pidfd."""
-        with trio.move_on_after(5, shield=True):
+        """Kill what is left, reap, sweep the group, close the pipes and the pidfd.
+
+        The kill comes first and is synchronous; the wait for the exit is bounded
+        (:data:`REAP_GRACE`) and shielded, so it completes under cancellation too.
+        """
+        # Grandchildren that ignored SIGTERM would otherwise outlive their parent; a child
+        # still running is killed with them.
+        self.kill_group()
+        with trio.move_on_after(REAP_GRACE, shield=True):
             if self.returncode is None:
-                self.signal_group(signal.SIGKILL)
                 await self.wait()
-            # Grandchildren that ignored SIGTERM would otherwise outlive their parent.
-            self.signal_group(signal.SIGKILL)
+            self.kill_group()  # anything the child forked while it died
             await self.stdout.aclose()
             await self.stderr.aclose()
         if self._pidfd >= 0:
@@ -183,8 +192,10 @@ async def stop(
 ) -> StopReport:
     """The shutdown ladder: *ask* (send ``shutdown``), wait; SIGTERM the group, wait; SIGKILL.
 
-    Shielded with its own deadline, so it completes even when its caller is
-    being cancelled (this is what disabling a plugin runs in ``finally``).
+    It opens no shield of its own: the caller owns the stop's time budget (the
+    runner runs this inside ``move_on_after(budget, shield=True)``, so it also
+    completes while its task is being cancelled). After SIGKILL it waits for the
+    reap; a caller whose budget runs out kills the group again and reaps later.
     """
     start = trio.current_time()
 
@@ -193,23 +204,22 @@ async def stop(
         code = child.returncode if child.returncode is not None else -signal.SIGKILL
         return StopReport(code, rung, trio.current_time() - start)
 
-    with trio.move_on_after(ask_grace + term_grace + 5, shield=True):
-        if child.returncode is None and ask is not None:
-            with trio.move_on_after(ask_grace):
-                try:
-                    await ask()
-                    asked = True
-                except Exception:  # the polite rung failed (socket gone): escalate at once
-                    asked = False
-                if asked:
-                    await child.wait()
-        if child.returncode is not None:
-            return report("asked")
-        child.signal_group(signal.SIGTERM)
-        with trio.move_on_after(term_grace):
-            await child.wait()
-        if child.returncode is not None:
-            return report("sigterm")
-        child.signal_group(signal.SIGKILL)
+    if child.returncode is None and ask is not None:
+        with trio.move_on_after(ask_grace):
+            try:
+                await ask()
+                asked = True
+            except Exception:  # the polite rung failed (socket gone): escalate at once
+                asked = False
+            if asked:
+                await child.wait()
+    if child.returncode is not None:
+        return report("asked")
+    child.signal_group(signal.SIGTERM)
+    with trio.move_on_after(term_grace):
         await child.wait()
+    if child.returncode is not None:
+        return report("sigterm")
+    child.kill_group()
+    await child.wait()
     return report("sigkill")

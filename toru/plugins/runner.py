@@ -1,4 +1,4 @@
-"""One plugin, one task: spawn, connect, ping, restart with backoff, stop by cancellation.
+"""One plugin, one task: spawn, connect, judge its health, restart with backoff, stop.
 
 A :class:`PluginRunner` is started by the supervisor with ``nursery.start``
 and lives in its own cancel scope. Its loop::
@@ -7,12 +7,33 @@ and lives in its own cancel scope. Its loop::
     any state -> (cancelled: disable, restart, reload, server stop) -> stopping -> stopped
     10 failures in a row -> failed (the supervisor disables the plugin)
 
-Each run owns a nursery holding the child process (reaped there whatever
-happens), its stdout/stderr pumps, the connection reader and the pinger. The
-shutdown ladder runs in that run's ``finally``, shielded with its own
-deadline, so when cancelling a runner's scope returns, the process is gone.
-``task_status.started()`` is called after the *first* attempt, successful
-or not: ``enable`` then answers with the real outcome, while the loop keeps
+Ownership, which the structure enforces rather than any convention:
+
+- **Each run owns its child.** ``_run_once`` spawns the process and, in its
+  ``finally``, SIGKILLs the whole process group (a synchronous system call)
+  and reaps it within a deadline, on every way out: the run's own end, a
+  cancellation, an error in Toru. Only then is anything recorded.
+- **One place owns each stop's time budget**: ``_stop`` runs the ladder
+  (``shutdown`` -> 5 s -> SIGTERM -> 2 s -> SIGKILL) inside one
+  ``move_on_after(budget, shield=True)``, and inside that scope keeps draining
+  the pipes and reading the connection, so a plugin that logs or calls KV while
+  it shuts down is not blocked. When the budget runs out (or :meth:`hurry`
+  cuts it short) the group is killed. There is no other shield without a
+  deadline: the run's pumps and reader are ordinary, cancellable tasks, resumed
+  inside the budget.
+- **Bookkeeping never stops the lifecycle.** A lifecycle event that cannot be
+  recorded (disk full, I/O error) is logged and the runner carries on; event
+  writes are abandoned, not waited for, when their caller is cancelled.
+
+Health: a modern plugin's first ping is due ``ping_interval`` after ``init``;
+every ping without a valid pong (the right ``request_id``) within
+``ping_timeout`` is a miss, from the very first one; ``missed_pings`` misses in
+a row end the run (restart through backoff). A legacy plugin (never pinged) is
+judged by its exchanges: ``legacy_failures`` timeouts or refused connections in
+a row end the run the same way.
+
+``task_status.started()`` is called after the *first* attempt, successful or
+not: ``enable`` then answers with the real outcome, while the loop keeps
 retrying with backoff.
 """
 
@@ -20,116 +41,165 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import enum
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import structlog
 import trio
 
+from toru.plugins import session
 from toru.plugins.connection import (
     ConnectionLost,
     KvHandler,
-    LegacyConnection,
     PluginChannel,
     PluginConnection,
+    QueueFull,
     RequestTimeout,
-    wait_for_socket,
 )
+from toru.plugins.errors import PluginUnavailable
 from toru.plugins.events import EventLog
-from toru.plugins.framing import DEFAULT_MAX_FRAME, FramedStream
-from toru.plugins.logs import LineSplitter
-from toru.plugins.messages import Init, Ping, Shutdown, is_pong
+from toru.plugins.framing import DEFAULT_MAX_FRAME, ProtocolError
+from toru.plugins.logs import LineSplitter, PluginLogFile
+from toru.plugins.messages import (
+    HttpRequest,
+    HttpResponse,
+    Ping,
+    Shutdown,
+    decode_http_reply,
+    is_pong,
+)
 from toru.plugins.metadata import PluginMetadata
-from toru.plugins.process import describe_status, plugin_environment, spawned, stop
+from toru.plugins.process import StopReport, describe_status, stop
+from toru.plugins.status import State
 
 log = structlog.get_logger("toru.plugins.runner")
 
-#: sun_path is 108 bytes on Linux, including the terminating NUL.
-MAX_SOCKET_PATH = 107
 STDERR_TAIL = 20
+#: After the process has exited, how long its pipes may take to reach end-of-file (a
+#: grandchild may hold them open; it is killed with the group right after).
+DRAIN_GRACE = 0.5
+#: How long the records made after a stop may take while the runner is being cancelled.
+RECORD_GRACE = 2.0
+#: A connection that dropped while the process lives: the moment a dying process takes to
+#: be reaped after its socket closed, so that a kill -9 reads as the crash it is.
+DYING_GRACE = 0.5
 
-
-class State(enum.StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    BACKOFF = "backoff"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
+__all__ = ["PluginRunner", "State", "Timing"]
 
 
 @attrs.frozen
 class Timing:
-    """The lifecycle numbers (DESIGN.md); tests shrink them."""
+    """The lifecycle numbers (DESIGN.md); settings change some, tests shrink them."""
 
-    ready_timeout: float = 5.0
+    ready_timeout: float = session.READY_TIMEOUT
     ping_interval: float = 5.0
     ping_timeout: float = 5.0
     missed_pings: int = 3
+    #: How long a plugin has to answer an HTTP request (504 after that).
+    request_timeout: float = 30.0
+    #: Legacy plugins: this many timed-out or refused exchanges in a row = unhealthy.
+    legacy_failures: int = 3
     backoff_first: float = 1.0
     backoff_max: float = 16.0
     max_failures: int = 10
     healthy_reset: float = 60.0
     shutdown_grace: float = 5.0
     term_grace: float = 2.0
+    #: After SIGKILL, how long the ladder waits for the reap before giving up on politeness.
+    kill_grace: float = 2.0
 
     def backoff(self, failures: int) -> float:
         """1, 2, 4, 8, 16, 16, ... seconds for the 1st, 2nd, ... failure in a row."""
         return float(min(self.backoff_max, self.backoff_first * 2 ** (failures - 1)))
 
-
-class Process(Protocol):
-    """What a runner needs of a child process (real: ``process.ChildProcess``)."""
+    @property
+    def ladder_budget(self) -> float:
+        """The most one stop may take: shutdown grace, SIGTERM grace, then the SIGKILL."""
+        return self.shutdown_grace + self.term_grace + self.kill_grace
 
     @property
-    def pid(self) -> int: ...
+    def ping_detection(self) -> float:
+        """The longest a hung modern plugin stays unjudged: ``interval * misses + timeout``.
 
-    returncode: int | None
-    stdout: trio.abc.ReceiveStream
-    stderr: trio.abc.ReceiveStream
-
-    async def wait(self) -> int: ...
+        The first ping after the hang is sent at most one interval after it, the
+        next ones an interval apart (or at once after a timeout longer than the
+        interval), and the last miss is known ``timeout`` after its ping was sent.
+        """
+        return self.ping_interval * self.missed_pings + self.ping_timeout
 
 
 Launch = Callable[[Sequence[str | Path], Mapping[str, str], Path], AbstractAsyncContextManager[Any]]
 Connect = Callable[[Path, PluginMetadata, Callable[[], bool], float], Awaitable[trio.abc.Stream]]
-Stop = Callable[[Any, Callable[[], Awaitable[None]] | None, float, float], Awaitable[Any]]
-LineSink = Callable[[str, str, int, int], None]
+Stop = Callable[[Any, Callable[[], Awaitable[None]] | None, float, float], Awaitable[StopReport]]
 
 
 def real_launch(
     argv: Sequence[str | Path], env: Mapping[str, str], cwd: Path
 ) -> AbstractAsyncContextManager[Any]:
-    return spawned(argv, env=env, cwd=cwd)
+    return session.launch(Path(argv[0]), dict(env), cwd)
 
 
 async def real_connect(
     socket_path: Path, metadata: PluginMetadata, give_up: Callable[[], bool], timeout: float
 ) -> trio.abc.Stream:
-    """Wait until the plugin listens, then open the long-lived connection."""
-    if not await wait_for_socket(socket_path, timeout=timeout, give_up=give_up):
-        raise _ProcessEnded
-    return await trio.open_unix_socket(str(socket_path))
+    return await session.connect(socket_path, give_up, timeout)
 
 
 async def real_stop(
     child: Any, ask: Callable[[], Awaitable[None]] | None, grace: float, term: float
-) -> Any:
+) -> StopReport:
     return await stop(child, ask, ask_grace=grace, term_grace=term)
 
 
-class _ProcessEnded(Exception):
-    """The child exited while we were waiting for it to listen."""
+_HOW = {"asked": "shutdown message", "sigterm": "SIGTERM", "sigkill": "SIGKILL"}
 
 
-def log_line(stream: str, line: str, pid: int, generation: int) -> None:
-    """Default sink: plugin output as Toru log lines (issue D writes per-plugin files)."""
-    log.info("plugin output", stream=stream, line=line, pid=pid, generation=generation)
+@attrs.define(eq=False)
+class _Run:
+    """What one life of the process came to; filled in as it goes, read after the kill."""
+
+    child: Any = None
+    spawned_at: float = 0.0
+    ready_at: float | None = None
+    #: Why the run ended by itself (``None``: it was cancelled, or it is not over).
+    reason: str | None = None
+    exited: bool = False
+    stop_report: StopReport | None = None
+    #: The stop's budget ran out (or was cut short) before the ladder was done.
+    cut_short: bool = False
+    stop_seconds: float = 0.0
+
+    @property
+    def ready_for(self) -> float | None:
+        return trio.current_time() - self.ready_at if self.ready_at is not None else None
+
+
+@attrs.define(eq=False)
+class _Pump:
+    """One output pipe, drained line by line; may be cancelled and run again without loss."""
+
+    stream: trio.abc.ReceiveStream
+    name: str
+    on_line: Callable[[str, bytes], None]
+    lines: LineSplitter = attrs.field(factory=LineSplitter)
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+    async def run(self) -> None:
+        # A cancelled receive_some consumes nothing, and the splitter keeps a partial line:
+        # the ladder resumes draining exactly where the run's pump stopped.
+        try:
+            while chunk := await self.stream.receive_some(65536):
+                for raw in self.lines.feed(bytes(chunk)):
+                    self.on_line(self.name, raw)
+            for raw in self.lines.finish():
+                self.on_line(self.name, raw)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        self.done.set()
 
 
 @attrs.define(eq=False)
@@ -143,8 +213,8 @@ class PluginRunner:
     events: EventLog
     on_change: Callable[[PluginRunner], None] = lambda runner: None
     kv_handler: KvHandler | None = None
-    line_sink: LineSink = log_line
-    log_path: str = ""
+    #: Where the plugin's output and Toru's notes about it go; None: Toru's own log.
+    log_file: PluginLogFile | None = None
     timing: Timing = attrs.field(factory=Timing)
     launch: Launch = real_launch
     connect: Connect = real_connect
@@ -160,7 +230,8 @@ class PluginRunner:
     #: Failed starts or crashes in a row (reset by a run healthy for ``healthy_reset`` s).
     failures: int = 0
     last_error: str | None = None
-    started_at: float | None = None
+    #: ``trio.current_time()`` when the current run became ready.
+    ready_at: float | None = None
     healthy: bool = False
     channel: PluginChannel | None = None
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
@@ -168,6 +239,9 @@ class PluginRunner:
     stderr_tail: collections.deque[str] = attrs.field(
         factory=lambda: collections.deque(maxlen=STDERR_TAIL)
     )
+    _stop_reason: str = attrs.field(default="stopped", init=False)
+    _budget: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _hurried: bool = attrs.field(default=False, init=False)
 
     @property
     def plugin_id(self) -> str:
@@ -175,17 +249,81 @@ class PluginRunner:
 
     @property
     def socket_path(self) -> Path:
-        return self.socket_dir / f"{self.plugin_id}.sock"
+        return session.socket_path_for(self.socket_dir, self.plugin_id)
 
-    def cancel(self) -> None:
+    @property
+    def log_path(self) -> str:
+        return str(self.log_file.path) if self.log_file is not None else ""
+
+    def cancel(self, reason: str = "stopped") -> None:
         """Ask the runner to stop; await ``finished`` to know the process is gone."""
+        self._stop_reason = reason
         self.scope.cancel()
+
+    def hurry(self) -> None:
+        """Cut the stop's budget short: whatever rung the ladder is on, SIGKILL now."""
+        self._hurried = True
+        if self._budget is not None:
+            self._budget.deadline = trio.current_time()
 
     def _set(self, state: State, **changes: Any) -> None:
         self.state = state
         for name, value in changes.items():
             setattr(self, name, value)
-        self.on_change(self)
+        try:
+            self.on_change(self)
+        except Exception:
+            log.exception("a listener of plugin status changes failed", plugin_id=self.plugin_id)
+
+    async def _record(self, event: str, **details: Any) -> None:
+        """Record a lifecycle event; one that cannot be written is logged, never raised."""
+        try:
+            await self.events.record(self.plugin_id, event, **details)
+        except Exception as exc:
+            log.error(
+                "could not record a plugin event; the plugin's lifecycle carries on",
+                plugin_id=self.plugin_id,
+                plugin_event=event,
+                error=repr(exc),
+            )
+
+    # -- the typed interface the supervisor forwards ---------------------------------------
+
+    async def request(self, message: HttpRequest) -> HttpResponse:
+        """Send an HTTP request to the plugin; :class:`PluginUnavailable` says why not."""
+        channel = self.channel
+        if self.state is not State.RUNNING or channel is None:
+            raise PluginUnavailable(
+                503,
+                f"plugin {self.plugin_id!r} is {self.state.value}; try again shortly",
+                plugin_id=self.plugin_id,
+                retry_after=2,
+                summary="request refused: plugin not running",
+                detail=f"state {self.state.value}",
+            )
+        timeout = self.timing.request_timeout
+        try:
+            return decode_http_reply(await channel.request(message, timeout=timeout))
+        except RequestTimeout as exc:
+            raise PluginUnavailable(
+                504,
+                f"plugin {self.plugin_id!r} did not answer within {timeout:g} s",
+                plugin_id=self.plugin_id,
+                summary="plugin request timed out",
+                detail=str(exc),
+            ) from None
+        except QueueFull as exc:
+            raise PluginUnavailable(
+                503, str(exc), plugin_id=self.plugin_id, retry_after=1,
+                summary="plugin request refused",
+            ) from None  # fmt: skip
+        except (ConnectionLost, ProtocolError) as exc:
+            raise PluginUnavailable(
+                502, f"plugin {self.plugin_id!r} failed to answer: {exc}", plugin_id=self.plugin_id,
+                detail=str(exc),
+            ) from None  # fmt: skip
+
+    # -- the loop ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[PluginRunner]) -> None:
         reported = False
@@ -198,18 +336,15 @@ class PluginRunner:
 
         try:
             with self.scope:
-                if len(os.fsencode(self.socket_path)) > MAX_SOCKET_PATH:
-                    message = (
-                        f"socket path {self.socket_path} is longer than the Unix limit of "
-                        f"{MAX_SOCKET_PATH} bytes; use a shorter runtime directory"
-                    )
-                    await self.events.record(self.plugin_id, "failed", reason=message)
-                    self._set(State.FAILED, last_error=message)
+                problem = session.socket_path_problem(self.socket_path)
+                if problem is not None:
+                    self._set(State.FAILED, last_error=problem)
+                    await self._record("failed", reason=problem)
                     return
                 await self._loop(report)
         finally:
             if self.state is not State.FAILED:
-                self._set(State.STOPPED, pid=None, healthy=False, channel=None)
+                self._set(State.STOPPED, pid=None, healthy=False, channel=None, ready_at=None)
             self.finished.set()
             report()
 
@@ -217,283 +352,331 @@ class PluginRunner:
         while True:
             self.generation += 1
             self._set(State.STARTING, healthy=False)
-            reason, ran_for = await self._run_once(report)
-            if ran_for is not None and ran_for >= self.timing.healthy_reset:
+            run = await self._run_once(report)
+            reason = run.reason or "stopped"
+            ready_for = run.ready_for
+            if ready_for is not None and ready_for >= self.timing.healthy_reset:
                 self.failures = 0
             self.failures += 1
             self.last_error = reason
             if self.failures >= self.timing.max_failures:
                 message = f"failed {self.failures} times in a row: {reason}"
-                await self.events.record(self.plugin_id, "failed", reason=message)
                 self._set(State.FAILED, pid=None, last_error=message, healthy=False)
+                await self._record("failed", reason=message)
                 return
             delay = self.timing.backoff(self.failures)
-            self._set(State.BACKOFF, pid=None, started_at=None, healthy=False)
+            self._set(State.BACKOFF, pid=None, ready_at=None, healthy=False)
             report()  # a failed first start: enable answers now, with the reason
-            await self.events.record(
-                self.plugin_id, "backoff", delay=delay, attempt=self.failures, reason=reason
-            )
+            await self._record("backoff", delay=delay, attempt=self.failures, reason=reason)
             await trio.sleep(delay)
 
-    async def _run_once(self, report: Callable[[], None]) -> tuple[str, float | None]:
-        """One life of the process; returns why it ended and how long it was ready."""
+    async def _run_once(self, report: Callable[[], None]) -> _Run:
+        """One life of the process: spawned here, and killed and reaped here, whatever happens."""
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()  # a stale socket from a killed run
         self.stderr_tail.clear()  # a crash dossier speaks of its own run only
-        env = plugin_environment(
-            {
-                "TORU_PLUGIN_SOCKET": str(self.socket_path),
-                "TORU_PLUGIN_ID": self.plugin_id,
-                "TORU_INSTANCE_ID": self.instance_id,
-            }
-        )
-        await self.events.record(self.plugin_id, "starting", generation=self.generation)
+        env = session.environment(self.plugin_id, self.socket_path, self.instance_id)
+        await self._record("starting", generation=self.generation)
         try:
             launched = self.launch([self.binary], env, self.binary.parent)
             child = await launched.__aenter__()
         except OSError as exc:
             reason = f"cannot start {self.binary.name}: {exc.strerror or exc}"
-            await self.events.record(self.plugin_id, "start_failed", reason=reason)
-            return reason, None
+            await self._record("start_failed", reason=reason)
+            return _Run(reason=reason)
+        run = _Run(child=child, spawned_at=trio.current_time())
         try:
-            return await self._supervise(child, report)
+            await self._supervise(run, report)
         finally:
-            with trio.move_on_after(self._ladder_seconds() + 5, shield=True):
-                await launched.__aexit__(None, None, None)
-            with contextlib.suppress(FileNotFoundError):
+            # Kill first: the group is SIGKILLed (synchronously) and reaped within a deadline
+            # on every way out of the run, before anything is recorded or can fail.
+            await launched.__aexit__(None, None, None)
+            with contextlib.suppress(OSError):
                 self.socket_path.unlink()
+            # Record after: bounded, and under cancellation too (disable wants its events).
+            with trio.move_on_after(RECORD_GRACE, shield=True):
+                await self._record_end(run)
+        return run
 
-    def _ladder_seconds(self) -> float:
-        return self.timing.shutdown_grace + self.timing.term_grace + 5
-
-    async def _supervise(self, child: Any, report: Callable[[], None]) -> tuple[str, float | None]:
-        spawned_at = trio.current_time()
-        self._set(State.STARTING, pid=child.pid, started_at=None)
-        await self.events.record(
-            self.plugin_id, "started", pid=child.pid, generation=self.generation
-        )
+    async def _supervise(self, run: _Run, report: Callable[[], None]) -> None:
+        child = run.child
+        self._set(State.STARTING, pid=child.pid, ready_at=None)
+        await self._record("started", pid=child.pid, generation=self.generation)
         ended = trio.Event()
-        reasons: list[str] = []
-        ready_at: float | None = None
+        exited = trio.Event()
+        prefix = f"plugin:{self.plugin_id}"
+        pumps = [
+            _Pump(child.stdout, "stdout", self._line_of(child.pid)),
+            _Pump(child.stderr, "stderr", self._line_of(child.pid)),
+        ]
+        connection: PluginConnection | None = None
         channel: PluginChannel | None = None
-        #: Every connection opened in this run, closed at its end even if never ready.
-        opened: list[PluginChannel] = []
 
         def finish(reason: str) -> None:
-            if not reasons:
-                reasons.append(reason)
+            if run.reason is None:
+                run.reason = reason
             ended.set()
 
-        exited = trio.Event()
-        stderr_done = trio.Event()
-        prefix = f"plugin:{self.plugin_id}"
-        async with trio.open_nursery() as nursery:
-            # The pumps are shielded: they must drain the pipes during the shutdown ladder
-            # too. They end when the pipes close, which the finally below guarantees.
-            nursery.start_soon(self._pump, child.stdout, "stdout", child.pid, trio.Event(),
-                               name=f"{prefix}:stdout")  # fmt: skip
-            nursery.start_soon(self._pump, child.stderr, "stderr", child.pid, stderr_done,
-                               name=f"{prefix}:stderr")  # fmt: skip
+        try:
+            async with trio.open_nursery() as nursery:
+                for pump in pumps:
+                    nursery.start_soon(pump.run, name=f"{prefix}:{pump.name}")
 
-            async def watch_process() -> None:
-                await child.wait()
-                exited.set()
-                finish("exited")
+                async def watch_process() -> None:
+                    await child.wait()
+                    exited.set()
+                    finish("exited")
 
-            nursery.start_soon(watch_process, name=f"{prefix}:process")
-            try:
+                nursery.start_soon(watch_process, name=f"{prefix}:process")
+
+                def start_reader(opened: PluginConnection) -> None:
+                    nonlocal connection
+                    connection = opened
+                    nursery.start_soon(self._read, opened, finish, name=f"{prefix}:connection")
+
+                legacy_outcomes, legacy_reports = trio.open_memory_channel[str | None](64)
                 try:
-                    channel = await self._open_channel(child, exited, nursery, finish, opened)
-                except _ProcessEnded:
+                    stream = await self.connect(
+                        self.socket_path, self.metadata, exited.is_set, self.timing.ready_timeout
+                    )
+                    channel = await session.open_channel(
+                        stream,
+                        self.metadata,
+                        self.socket_path,
+                        session.init_message(self.instance_id, self.socket_path, self.log_path),
+                        kv_handler=self.kv_handler,
+                        max_frame=self.max_frame,
+                        on_outcome=_reporter(legacy_outcomes),
+                        reader=start_reader,
+                    )
+                except session.ProcessEnded:
                     pass
                 except (TimeoutError, ConnectionLost, OSError, trio.BrokenResourceError) as exc:
                     finish(f"not ready: {exc}")
                 else:
-                    ready_at = trio.current_time()
-                    self._set(State.RUNNING, channel=channel, healthy=True, started_at=ready_at)
-                    await self.events.record(
-                        self.plugin_id,
+                    run.ready_at = trio.current_time()
+                    self._set(State.RUNNING, channel=channel, healthy=True, ready_at=run.ready_at)
+                    await self._record(
                         "ready",
                         pid=child.pid,
-                        after_ms=round((ready_at - spawned_at) * 1000, 1),
+                        after_ms=round((run.ready_at - run.spawned_at) * 1000, 1),
                         mode="modern" if self.metadata.modern else "legacy",
                     )
                     report()
                     if self.metadata.modern:
                         nursery.start_soon(self._pinger, channel, finish, name=f"{prefix}:pinger")
+                    else:
+                        nursery.start_soon(
+                            self._judge_exchanges, legacy_reports, finish, name=f"{prefix}:health"
+                        )
                 await ended.wait()
-                if not exited.is_set() and reasons[0].startswith("connection lost"):
-                    # A dying process closes its socket a moment before it is reaped: give
-                    # it that moment, so a kill -9 reads as the crash it is.
-                    with trio.move_on_after(0.5):
+                if not exited.is_set() and (run.reason or "").startswith("connection lost"):
+                    with trio.move_on_after(DYING_GRACE):
                         await exited.wait()
                 if exited.is_set():
+                    run.exited = True
                     # Let the pump collect the last words before the dossier is written.
-                    with trio.move_on_after(0.5):
-                        await stderr_done.wait()
-                    reason = await self._crashed(child, spawned_at, ready_at)
-                else:
-                    reason = reasons[0]
-            finally:
-                # Normal end (unhealthy, connection lost, not ready) or cancellation
-                # (disable, restart, reload, server stop): the ladder, shielded, bounded.
-                if child.returncode is None:
-                    await self._stop_child(child, reasons[0] if reasons else "stopped", channel)
-                with trio.move_on_after(5, shield=True):
-                    for connection in opened:
-                        await connection.aclose()
-                    await child.stdout.aclose()
-                    await child.stderr.aclose()
-                self.channel = None
+                    with trio.move_on_after(DRAIN_GRACE):
+                        await pumps[1].done.wait()
                 nursery.cancel_scope.cancel()
-        ran_for = trio.current_time() - ready_at if ready_at is not None else None
-        return reason, ran_for
+        finally:
+            # Whatever ended the run (itself, a cancellation, an error), the channel is gone.
+            self._set(
+                State.STOPPING if child.returncode is None else self.state,
+                channel=None,
+                healthy=False,
+            )
+            if child.returncode is None:
+                await self._stop(run, channel, connection, pumps)
+            if connection is not None:
+                with trio.move_on_after(1, shield=True):
+                    await connection.aclose()
 
-    async def _open_channel(
+    async def _stop(
         self,
-        child: Any,
-        exited: trio.Event,
-        nursery: trio.Nursery,
-        finish: Callable[[str], None],
-        opened: list[PluginChannel],
-    ) -> PluginChannel:
-        stream = await self.connect(
-            self.socket_path, self.metadata, exited.is_set, self.timing.ready_timeout
-        )
-        init = Init(self.instance_id, str(self.socket_path), self.log_path)
-        if not self.metadata.modern:
-            # The old host's way: init on its own connection, every exchange on a fresh one.
-            await stream.aclose()
-            legacy = LegacyConnection(self.socket_path, self.plugin_id, self.max_frame)
-            await legacy.notify(init)
-            return legacy
-        connection = PluginConnection(
-            FramedStream(stream, limit=self.max_frame), self.plugin_id, self.kv_handler
-        )
-        opened.append(connection)
+        run: _Run,
+        channel: PluginChannel | None,
+        connection: PluginConnection | None,
+        pumps: list[_Pump],
+    ) -> None:
+        """The shutdown ladder, and the one owner of this stop's time budget.
 
-        async def read() -> None:
-            # Shielded like the pumps: the shutdown message and the plugin's last KV
-            # calls need the connection during the ladder; closing it ends this task.
-            try:
-                with trio.CancelScope(shield=True):
-                    await connection.run()
-            except ConnectionLost as exc:
-                finish(f"connection lost: {exc}")
-
-        nursery.start_soon(read, name=f"plugin:{self.plugin_id}:connection")
-        await connection.notify(init)
-        return connection
-
-    async def _pinger(self, channel: PluginChannel, finish: Callable[[str], None]) -> None:
-        answered_once = False
-        missed = 0
-        while True:
-            await trio.sleep(self.timing.ping_interval)
-            try:
-                reply = await channel.request(Ping(), timeout=self.timing.ping_timeout)
-                ok = is_pong(reply)
-            except RequestTimeout:
-                ok = False
-            except ConnectionLost as exc:
-                finish(f"connection lost: {exc}")
-                return
-            if ok:
-                answered_once, missed = True, 0
-                if not self.healthy:
-                    self._set(self.state, healthy=True)
-                continue
-            if not answered_once:
-                continue  # never answered: judged by liveness alone
-            missed += 1
-            if self.healthy:
-                self._set(self.state, healthy=False)
-            await self.events.record(self.plugin_id, "unhealthy", missed_pings=missed)
-            if missed >= self.timing.missed_pings:
-                finish(f"unhealthy: missed {missed} pings in a row")
-                return
-
-    async def _stop_child(self, child: Any, why: str, channel: PluginChannel | None) -> None:
-        """The shutdown ladder, shielded with its own deadline (it runs while cancelled)."""
-        self._set(State.STOPPING, channel=None, healthy=False)
+        Runs under cancellation too (disable, restart, server stop): everything it
+        awaits is inside ``move_on_after(budget, shield=True)``. If the budget runs
+        out, the group is SIGKILLed; the run's ``finally`` reaps it.
+        """
+        child = run.child
+        why = run.reason or self._stop_reason
+        started = trio.current_time()
 
         async def ask() -> None:
             assert channel is not None
             await channel.notify(Shutdown())
 
-        started = trio.current_time()
-        with trio.move_on_after(self._ladder_seconds(), shield=True):
-            await self.events.record(self.plugin_id, "stopping", pid=child.pid, reason=why)
-            report = await self.stopper(
-                child,
-                ask if channel is not None else None,
-                self.timing.shutdown_grace,
-                self.timing.term_grace,
+        budget_seconds = 0.0 if self._hurried else self.timing.ladder_budget
+        with trio.move_on_after(budget_seconds, shield=True) as budget:
+            self._budget = budget
+            try:
+                async with trio.open_nursery() as helpers:
+                    # The plugin's last words and last KV calls: keep reading while it stops.
+                    prefix = f"plugin:{self.plugin_id}"
+                    for pump in pumps:
+                        if not pump.done.is_set():
+                            helpers.start_soon(pump.run, name=f"{prefix}:{pump.name}")
+                    if connection is not None:
+                        helpers.start_soon(connection.serve, name=f"{prefix}:connection")
+                    # Beside the ladder, not before it: a slow or failing write delays nothing.
+                    helpers.start_soon(
+                        partial(self._record, "stopping", pid=child.pid, reason=why),
+                        name=f"{prefix}:record",
+                    )
+                    run.stop_report = await self.stopper(
+                        child,
+                        ask if channel is not None else None,
+                        self.timing.shutdown_grace,
+                        self.timing.term_grace,
+                    )
+                    with trio.move_on_after(DRAIN_GRACE):
+                        for pump in pumps:
+                            await pump.done.wait()
+                    helpers.cancel_scope.cancel()
+            finally:
+                self._budget = None
+        run.stop_seconds = trio.current_time() - started
+        if child.returncode is None:
+            run.cut_short = True
+            child.kill_group()  # the budget is spent: no more politeness
+
+    async def _record_end(self, run: _Run) -> None:
+        """The run's last events, once its process group is gone."""
+        child = run.child
+        if run.exited and run.stop_report is None and not run.cut_short:
+            status = describe_status(child.returncode if child.returncode is not None else 0)
+            when = "before it was ready" if run.ready_at is None else "while running"
+            run.reason = f"{status} {when}"
+            await self._record(
+                "crashed",
+                pid=child.pid,
+                exit=status,
+                returncode=child.returncode,
+                uptime_s=round(trio.current_time() - run.spawned_at, 3),
+                stderr_tail=list(self.stderr_tail),
             )
-            how = {"asked": "shutdown message", "sigterm": "SIGTERM", "sigkill": "SIGKILL"}
-            await self.events.record(
-                self.plugin_id,
+            return
+        if run.stop_report is not None or run.cut_short:
+            report = run.stop_report
+            how = _HOW.get(report.rung, report.rung) if report is not None else "SIGKILL"
+            details: dict[str, Any] = {}
+            if run.cut_short:
+                details["note"] = (
+                    f"the stop's budget ({self.timing.ladder_budget:g} s) ran out"
+                    if not self._hurried
+                    else "cut short: the server was told to stop now"
+                )
+            code = child.returncode if child.returncode is not None else -9
+            await self._record(
                 "stopped",
                 pid=child.pid,
-                how=how.get(report.rung, report.rung),
-                exit=describe_status(report.returncode),
-                duration_ms=round((trio.current_time() - started) * 1000, 1),
+                how=how,
+                exit=describe_status(code),
+                duration_ms=round(run.stop_seconds * 1000, 1),
+                **details,
             )
 
-    async def _crashed(self, child: Any, spawned_at: float, ready_at: float | None) -> str:
-        status = describe_status(child.returncode if child.returncode is not None else 0)
-        when = "before it was ready" if ready_at is None else "while running"
-        reason = f"{status} {when}"
-        await self.events.record(
-            self.plugin_id,
-            "crashed",
-            pid=child.pid,
-            exit=status,
-            returncode=child.returncode,
-            uptime_s=round(trio.current_time() - spawned_at, 3),
-            stderr_tail=list(self.stderr_tail),
-        )
-        return reason
+    # -- the run's tasks ---------------------------------------------------------------
 
-    async def _pump(
-        self,
-        stream: trio.abc.ReceiveStream,
-        name: str,
-        pid: int,
-        done: trio.Event,
+    async def _read(self, connection: PluginConnection, finish: Callable[[str], None]) -> None:
+        lost = await connection.serve()
+        finish(f"connection lost: {lost}")
+
+    async def _pinger(self, channel: PluginChannel, finish: Callable[[str], None]) -> None:
+        """Modern plugins: a ping every interval from ``init`` on; every unanswered one counts."""
+        timing = self.timing
+        missed = 0
+        due = trio.current_time() + timing.ping_interval
+        while True:
+            await trio.sleep_until(due)
+            sent = trio.current_time()
+            due = sent + timing.ping_interval
+            problem: str | None
+            try:
+                reply = await channel.request(Ping(), timeout=timing.ping_timeout)
+            except RequestTimeout:
+                problem = f"no pong within {timing.ping_timeout:g} s"
+            except ConnectionLost as exc:
+                finish(f"connection lost: {exc}")
+                return
+            else:
+                problem = None if is_pong(reply) else "answered the ping with something else"
+            if problem is None:
+                missed = 0
+                if not self.healthy:
+                    self._set(self.state, healthy=True)
+                continue
+            missed += 1
+            if self.healthy:
+                self._set(self.state, healthy=False)
+            await self._record(
+                "unhealthy",
+                rule="pings",
+                missed_pings=missed,
+                limit=timing.missed_pings,
+                reason=problem,
+            )
+            if missed >= timing.missed_pings:
+                finish(f"unhealthy: missed {missed} pings in a row")
+                return
+
+    async def _judge_exchanges(
+        self, outcomes: trio.MemoryReceiveChannel[str | None], finish: Callable[[str], None]
     ) -> None:
-        """Drain one output pipe line by line, so a chatty plugin never blocks on it."""
-        lines = LineSplitter()
-        try:
-            with trio.CancelScope(shield=True):  # ended by closing the pipe; see _supervise
-                while chunk := await stream.receive_some(65536):
-                    for raw in lines.feed(bytes(chunk)):
-                        self._line(name, raw, pid)
-            for raw in lines.finish():
-                self._line(name, raw, pid)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
-        finally:
-            done.set()
+        """Legacy plugins: consecutive timed-out or refused exchanges make it unhealthy."""
+        limit = self.timing.legacy_failures
+        failures = 0
+        async for failure in outcomes:
+            if failure is None:
+                failures = 0
+                if not self.healthy:
+                    self._set(self.state, healthy=True)
+                continue
+            failures += 1
+            if self.healthy:
+                self._set(self.state, healthy=False)
+            await self._record(
+                "unhealthy",
+                rule="legacy exchanges",
+                failed_exchanges=failures,
+                limit=limit,
+                reason=failure,
+            )
+            if failures >= limit:
+                finish(f"unhealthy: {failures} exchanges in a row timed out or were refused")
+                return
 
-    def _line(self, stream: str, raw: bytes, pid: int) -> None:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r")
-        if not line:
-            return
-        if stream == "stderr":
-            self.stderr_tail.append(line[:500])
-        self.line_sink(stream, line, pid, self.generation)
+    def _line_of(self, pid: int) -> Callable[[str, bytes], None]:
+        def line(stream: str, raw: bytes) -> None:
+            text = raw.decode("utf-8", errors="replace").rstrip("\r")
+            if not text:
+                return
+            if stream == "stderr":
+                self.stderr_tail.append(text[:500])
+            if self.log_file is not None:
+                self.log_file.line(stream, text, pid, self.generation)
+            else:
+                log.info(
+                    "plugin output", stream=stream, line=text, pid=pid, generation=self.generation
+                )
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "state": self.state.value,
-            "running": self.state is State.RUNNING,
-            "pid": self.pid,
-            "restart_count": max(0, self.generation - 1),
-            "failures_in_a_row": self.failures,
-            "last_error": self.last_error,
-            "started_at": self.started_at if self.state is State.RUNNING else None,
-            "healthy": self.healthy,
-            "mode": "modern" if self.metadata.modern else "legacy",
-            "socket": str(self.socket_path),
-        }
+        return line
+
+
+def _reporter(channel: trio.MemorySendChannel[str | None]) -> Callable[[str | None], None]:
+    """A sync callback that hands exchange outcomes to the health task (dropped if it lags)."""
+
+    def report(failure: str | None) -> None:
+        with contextlib.suppress(
+            trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError
+        ):
+            channel.send_nowait(failure)
+
+    return report

@@ -13,14 +13,16 @@
     if __name__ == "__main__":
         plugin.run()
 
-Imports nothing but the standard library, Trio, attrs and
-``toru.plugins.framing``, so a packaged plugin carries only those.
+Imports nothing but the standard library, Trio, attrs and the modules it
+shares with Toru (``toru.plugins.framing``, ``toru.plugins.envelope`` and
+``toru.plugins.naming``), so a packaged plugin carries only those.
 """
 
+from toru.plugins.envelope import utc_timestamp
 from toru.sdk.http import HTTPError, Request, Response
 from toru.sdk.kv import KVClient, KVError
-from toru.sdk.logging import PluginLog, utc_timestamp
-from toru.sdk.metadata import PROTOCOL_VERSION, PluginMetadata
+from toru.sdk.logging import Logger
+from toru.sdk.metadata import PROTOCOL_VERSION, PluginInfo
 from toru.sdk.plugin import Plugin
 from toru.sdk.server import PluginStartError
 
@@ -29,9 +31,9 @@ __all__ = [
     "HTTPError",
     "KVClient",
     "KVError",
+    "Logger",
     "Plugin",
-    "PluginLog",
-    "PluginMetadata",
+    "PluginInfo",
     "PluginStartError",
     "Request",
     "Response",

@@ -17,8 +17,8 @@ from typing import Any
 import attrs
 import trio
 
+from toru.plugins.envelope import envelope
 from toru.plugins.framing import FramedStream
-from toru.sdk.wire import envelope
 
 
 class KVError(Exception):

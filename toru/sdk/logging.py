@@ -8,26 +8,18 @@ newlines escaped, so one record is always one line.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import traceback
 from typing import Any, TextIO
 
+from toru.plugins.envelope import utc_timestamp
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 _RESERVED = ("timestamp", "level", "message")
 
 
-def utc_timestamp(unix_seconds: float | None = None) -> str:
-    """Now (or *unix_seconds*) as RFC 3339 UTC with milliseconds: ``2026-01-15T14:56:07.123Z``."""
-    if unix_seconds is None:
-        moment = dt.datetime.now(dt.UTC)
-    else:
-        moment = dt.datetime.fromtimestamp(unix_seconds, tz=dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class PluginLog:
+class Logger:
     """JSON-lines logger for plugin code: ``plugin.log.info("saved", key="counter")``.
 
     Records below ``level`` (``"info"`` by default; one of ``LEVELS``) are

@@ -48,7 +48,7 @@ def _check_optional_text(_: object, attribute: attrs.Attribute[str | None], valu
 
 
 @attrs.frozen
-class PluginMetadata:
+class PluginInfo:
     """Identity of a plugin; every field is checked when the object is built (``ValueError``)."""
 
     id: str = attrs.field(validator=_check_id)

@@ -18,8 +18,8 @@ import trio
 from toru.plugins.framing import DEFAULT_MAX_FRAME
 from toru.sdk.http import HTTPError, Request, Response, to_response
 from toru.sdk.kv import KVClient
-from toru.sdk.logging import PluginLog
-from toru.sdk.metadata import PluginMetadata
+from toru.sdk.logging import Logger
+from toru.sdk.metadata import PluginInfo
 from toru.sdk.routing import Handler, Router
 from toru.sdk.server import PluginServer, PluginStartError
 
@@ -69,12 +69,12 @@ class Plugin:
         icon: str | None = None,
         author: str | None = None,
     ) -> None:
-        self.metadata = PluginMetadata(
+        self.metadata = PluginInfo(
             id=id, name=name, version=version, route=route, icon=icon, author=author
         )
         self.router = Router()
         self.kv = KVClient()
-        self.log = PluginLog()
+        self.log = Logger()
         self.instance_id: str | None = None
         """Toru's instance id, from ``init`` (or ``TORU_INSTANCE_ID`` until then)."""
         self.max_frame = DEFAULT_MAX_FRAME

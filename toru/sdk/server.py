@@ -30,16 +30,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from toru.plugins.envelope import envelope, kind_of, payload_of
 from toru.plugins.framing import FramedStream, ProtocolError
 from toru.sdk.http import HTTPError, Response
-from toru.sdk.wire import (
-    envelope,
-    http_reply,
-    kind_of,
-    parse_http_request,
-    payload_of,
-    request_id_of,
-)
+from toru.sdk.wire import http_reply, parse_http_request, request_id_of
 
 if TYPE_CHECKING:
     from toru.sdk.plugin import Plugin
@@ -240,7 +234,7 @@ class PluginServer:
                 self._in_flight += 1
                 work.start_soon(self._handle_http, connection, message, request_id)
         else:
-            self.plugin.log.debug("ignored a message", type=kind or None, request_id=request_id)
+            self.plugin.log.debug("ignored a message", type=kind, request_id=request_id)
 
     async def _lifecycle(
         self, connection: FramedStream, request_id: str | None, payload: dict[str, Any]

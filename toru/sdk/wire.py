@@ -4,7 +4,9 @@ The SDK writes the clean shape of PROTOCOL-FACTS.md: ``payload.type`` and
 ``request_id`` (null when there is none) always present. It reads tolerantly:
 unknown fields ignored, ``payload.type`` optional, the HTTP request either in
 ``payload.payload`` (what Toru sends, for the sake of old plugins) or directly
-in ``payload``, ``body`` null or absent, or ``body_base64`` instead.
+in ``payload``, ``body`` null or absent, or ``body_base64`` instead. The envelope
+itself, and reading a message's kind, are :mod:`toru.plugins.envelope`'s, which
+Toru uses too.
 """
 
 from __future__ import annotations
@@ -14,32 +16,8 @@ import binascii
 import json
 from typing import Any
 
+from toru.plugins.envelope import envelope, payload_of
 from toru.sdk.http import HTTPError, Request, Response
-from toru.sdk.logging import utc_timestamp
-
-
-def envelope(kind: str, request_id: str | None, payload: dict[str, Any]) -> dict[str, Any]:
-    """``{"type", "timestamp", "request_id", "payload": {"type", ...}}`` for one message."""
-    return {
-        "type": kind,
-        "timestamp": utc_timestamp(),
-        "request_id": request_id,
-        "payload": {"type": kind, **payload},
-    }
-
-
-def payload_of(message: dict[str, Any]) -> dict[str, Any]:
-    """The message's ``payload`` object (empty when missing or not an object)."""
-    payload = message.get("payload")
-    return payload if isinstance(payload, dict) else {}
-
-
-def kind_of(message: dict[str, Any]) -> str:
-    """``lifecycle``, ``http``, ``kv``... from ``type`` or, failing that, ``payload.type``."""
-    kind = message.get("type")
-    if not isinstance(kind, str):
-        kind = payload_of(message).get("type")
-    return kind.lower() if isinstance(kind, str) else ""
 
 
 def request_id_of(message: dict[str, Any]) -> str | None:
