@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ import trio
 from toru.auth.passwords import PasswordHasher
 from toru.config import Settings
 from toru.plugins.framing import FramedStream
+from toru.plugins.runner import Timing
 
 ADMIN_PASSWORD = "correct horse battery"
 JSON = {"Content-Type": "application/json"}
@@ -326,3 +328,36 @@ class EventStream:
                 event = line.removeprefix("event: ")
             elif line.startswith("data: "):
                 return event, json.loads(line.removeprefix("data: "))
+
+
+FAST = Timing(
+    ping_interval=0.2,
+    ping_timeout=0.5,
+    backoff_first=0.05,
+    backoff_max=0.4,
+    shutdown_grace=1.0,
+    term_grace=0.5,
+)
+
+
+def sdk_plugin(plugins: Path, plugin_id: str, extra: str = "", **options: str) -> Path:
+    """A small SDK plugin script (runs on this venv's Python, which has toru installed)."""
+    path = plugins / f"{plugin_id}.binary"
+    path.write_text(
+        f"#!{sys.executable}\n"
+        + textwrap.dedent(
+            f"""\
+            import os, signal, sys, time
+            from toru.sdk import Plugin
+            plugin = Plugin(id={plugin_id!r}, name={plugin_id!r}, version="1", route="/{plugin_id}")
+
+            @plugin.get("/")
+            async def index(request):
+                return {{"pid": os.getpid()}}
+            """
+        )
+        + textwrap.dedent(extra)
+        + "\nplugin.run()\n"
+    )
+    path.chmod(0o755)
+    return path

@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import signal
-import sys
-import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.support import alive, eventually, write_stubborn_plugin
+from tests.support import FAST, alive, eventually, sdk_plugin, write_stubborn_plugin
 from toru.db import Database
 from toru.plugins.events import EventLog
 from toru.plugins.runner import PluginRunner, Timing
@@ -23,39 +21,6 @@ from toru.plugins.supervisor import PluginError, Supervisor
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
-FAST = Timing(
-    ping_interval=0.2,
-    ping_timeout=0.5,
-    backoff_first=0.05,
-    backoff_max=0.4,
-    shutdown_grace=1.0,
-    term_grace=0.5,
-)
-
-
-def sdk_plugin(plugins: Path, plugin_id: str, extra: str = "", **options: str) -> Path:
-    """A small SDK plugin script (runs on this venv's Python, which has toru installed)."""
-    path = plugins / f"{plugin_id}.binary"
-    path.write_text(
-        f"#!{sys.executable}\n"
-        + textwrap.dedent(
-            f"""\
-            import os, signal, sys, time
-            from toru.sdk import Plugin
-            plugin = Plugin(id={plugin_id!r}, name={plugin_id!r}, version="1", route="/{plugin_id}")
-
-            @plugin.get("/")
-            async def index(request):
-                return {{"pid": os.getpid()}}
-            """
-        )
-        + textwrap.dedent(extra)
-        + "\nplugin.run()\n"
-    )
-    path.chmod(0o755)
-    return path
-
-
 Start = Callable[..., Awaitable[Supervisor]]
 
 

@@ -30,31 +30,47 @@ def messages(path: Path) -> list[str]:
 
 
 class Spy:
-    """Wraps the worker-thread call: notes each one, and can hold it until released."""
+    """Wraps the worker-thread call and notes each one. With *hold*, the first call that
+    has records waits for ``release``: "inside", holding the file as a write stuck on a
+    slow disk does; "outside", before it reaches the file, as a thread slow to start."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, hold: bool = False) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, hold: str | None = None) -> None:
         self.batches: list[int] = []
         self.threads: set[int] = set()
         self.entered = threading.Event()
         self.release = threading.Event()
         self.closed = threading.Event()
-        if not hold:
-            self.release.set()
-        original = logs._RotatingFile.run
+        self.held_done = threading.Event()  # the call held "outside" has returned
+        original_run = logs._RotatingFile.run
+        original_append = logs._RotatingFile._append_rotating
+
+        def held(where: str) -> bool:
+            if hold != where or self.entered.is_set():
+                return False
+            self.entered.set()
+            assert self.release.wait(10)
+            return True
 
         def run(file: logs._RotatingFile, job: logs._Job) -> tuple[int, OSError | None]:
             self.threads.add(threading.get_ident())
+            was_held = False
             if job.records:
                 self.batches.append(len(job.records))
-                self.entered.set()
-                self.release.wait(10)
+                was_held = held("outside")
             try:
-                return original(file, job)
+                return original_run(file, job)
             finally:
                 if job.close:
                     self.closed.set()
+                if was_held:
+                    self.held_done.set()
+
+        def append(file: logs._RotatingFile, job: logs._Job) -> None:
+            held("inside")
+            original_append(file, job)
 
         monkeypatch.setattr(logs._RotatingFile, "run", run)
+        monkeypatch.setattr(logs._RotatingFile, "_append_rotating", append)
 
 
 async def test_records_keep_their_order_across_many_batches(
@@ -120,7 +136,7 @@ async def test_a_slow_write_does_not_block_the_event_loop(
 ) -> None:
     """While a write is stuck in its thread, other tasks run, records are taken and followed
     at once, and afterwards they reach the file in order."""
-    spy = Spy(monkeypatch, hold=True)
+    spy = Spy(monkeypatch, hold="inside")
     ticked = trio.Event()
 
     async def ticker() -> None:
@@ -229,29 +245,36 @@ async def test_failed_writes_are_counted_reported_once_and_the_writer_goes_on(
     assert error_text in warnings[0]["error"]
 
 
+def log_file_descriptors(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """The descriptors ``os.open`` gives for plugin log files, as they are opened."""
+    opened: set[int] = set()
+    real_open = os.open
+
+    def remember(path: Any, flags: int, mode: int = 0o777) -> int:
+        fd = real_open(path, flags, mode)
+        if Path(path).parent.name == "plugins":
+            opened.add(fd)
+        return fd
+
+    monkeypatch.setattr(os, "open", remember)
+    return opened
+
+
 async def test_a_write_that_fails_half_way_leaves_no_half_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A short write, then ENOSPC: the file is cut back to its last whole line."""
     failing = threading.Event()
+    log_fds = log_file_descriptors(monkeypatch)
     real_write = os.write
 
     def short_then_full(fd: int, data: Any) -> int:
-        if not failing.is_set() or fd != opened[0]:
+        if not failing.is_set() or fd not in log_fds:
             return real_write(fd, data)
         if len(data) > 10:
             return real_write(fd, bytes(data[:10]))  # half a line reaches the disk...
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # ...then the disk is full
 
-    opened: list[int] = []
-    real_open = os.open
-
-    def remember(path: Any, flags: int, mode: int = 0o777) -> int:
-        fd = real_open(path, flags, mode)
-        opened.insert(0, fd)
-        return fd
-
-    monkeypatch.setattr(os, "open", remember)
     monkeypatch.setattr(os, "write", short_then_full)
     async with open_plugin_logs(tmp_path) as plugin_logs:
         log = plugin_logs.file("p")
@@ -274,11 +297,12 @@ async def test_a_batch_failing_after_a_rotation_counts_only_what_was_not_written
 ) -> None:
     """The records written before the failure stay; exactly the others are counted lost."""
     failing = threading.Event()
+    log_fds = log_file_descriptors(monkeypatch)
     writes_while_failing: list[int] = []
     real_write = os.write
 
     def first_then_full(fd: int, data: Any) -> int:
-        if failing.is_set() and fd > 2:
+        if failing.is_set() and fd in log_fds:
             writes_while_failing.append(fd)
             if len(writes_while_failing) > 1:  # the write after the first rotation
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -354,8 +378,8 @@ async def test_cancelling_run_with_a_stuck_write_returns_after_the_grace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A write stuck in its thread does not hold a cancelled run() past WRITER_GRACE; the loss
-    is logged, and the file is still written and closed once the thread is free."""
-    spy = Spy(monkeypatch, hold=True)
+    is logged, and the file is still written, in order, and closed once the thread is free."""
+    spy = Spy(monkeypatch, hold="inside")
     with structlog.testing.capture_logs() as captured:
         async with trio.open_nursery() as nursery:
             plugin_logs = await nursery.start(PluginLogs(tmp_path).run)
@@ -371,3 +395,23 @@ async def test_cancelling_run_with_a_stuck_write_returns_after_the_grace(
     spy.release.set()
     assert await trio.to_thread.run_sync(spy.closed.wait, 10)
     assert messages(plugin_logs.path_for("p")) == ["stuck", "queued"]
+
+
+async def test_an_abandoned_write_that_starts_late_keeps_the_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while a write's thread has not reached the file: the closing write does the
+    earlier batch first, and the late thread writes nothing twice."""
+    spy = Spy(monkeypatch, hold="outside")
+    async with trio.open_nursery() as nursery:
+        plugin_logs = await nursery.start(PluginLogs(tmp_path).run)
+        log = plugin_logs.file("p")
+        log.line("stdout", "first", 1, 1)
+        await trio.to_thread.run_sync(spy.entered.wait)
+        log.line("stdout", "second", 1, 1)
+        nursery.cancel_scope.cancel()
+    assert spy.closed.is_set()
+    assert messages(plugin_logs.path_for("p")) == ["first", "second"]
+    spy.release.set()
+    assert await trio.to_thread.run_sync(spy.held_done.wait, 10)
+    assert messages(plugin_logs.path_for("p")) == ["first", "second"]

@@ -1,7 +1,14 @@
-"""JSON errors for the API: one shape everywhere, ``{"error": "..."}``, never a traceback."""
+"""JSON errors for the API: one shape everywhere, ``{"error": "..."}``, never a traceback.
+
+A write the disk cannot take (SQLite's "database or disk is full", ``ENOSPC``,
+``EDQUOT``), wherever in a handler it happens, answers **507 Insufficient
+Storage** with a message that says so and what to do: it is the operator's
+problem to fix, not a bug in Toru, and a bare 500 would hide that.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 from typing import Any, TypeVar
 
@@ -10,10 +17,14 @@ from quart import Quart, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from toru.converter import StructureError, structure
+from toru.plugins.kv import is_storage_full
 
 T = TypeVar("T")
 
 log = structlog.get_logger("toru.api")
+
+#: ``errno`` values that mean "no room to write": the device is full, or the quota is.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class ApiError(Exception):
@@ -55,6 +66,31 @@ async def json_body(cls: type[T]) -> T:
         raise ApiError(400, f"invalid request: {exc}") from exc
 
 
+def storage_full(error: BaseException) -> str | None:
+    """The reason, when *error* (or what caused it, or a leaf of its group) says the disk
+    holding the data is full; ``None`` for anything else."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if is_storage_full(current):
+            return "database or disk is full"
+        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
+            return (current.strerror or str(current)).lower()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        causes = (current.__cause__, None if current.__suppress_context__ else current.__context__)
+        pending.extend(cause for cause in causes if cause is not None)
+    return None
+
+
+def storage_full_message(reason: str) -> str:
+    return f"the disk holding Toru's data is full ({reason}); free some space and try again"
+
+
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
@@ -79,6 +115,15 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
         request_id = getattr(g, "request_id", "-")
+        if (reason := storage_full(error)) is not None:
+            # The operator's to fix; no traceback (the log may be on that same full disk).
+            log.error(
+                "a write failed: the disk is full",
+                method=request.method,
+                path=request.path,
+                reason=reason,
+            )
+            return error_response(507, storage_full_message(reason), request_id=request_id)
         log.error(
             "unhandled error in request handler",
             method=request.method,

@@ -12,6 +12,9 @@ one trip to the database thread for all of them, and one transaction (one
 commit, one flush) for all their writes. A single caller sees no difference;
 concurrent callers (one plugin's tasks, several plugins, browsers) no longer
 pay a thread trip and a commit each (docs/benchmarks.md, KV).
+
+A full disk is not a bug: a plugin is told so in plain words (:data:`FULL_REPLY`),
+and the browser API answers 507 (``toru.api.errors``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,21 @@ LIST_LIMIT = MAX_KEYS
 #: thread (which cannot be abandoned): far above SQLite's 5 s busy timeout.
 RUNNING_CALL_GRACE = 30.0
 
+#: What a plugin is told when SQLite cannot write (SQLITE_FULL: the disk, or a page limit).
+FULL_REPLY = (
+    "Toru's storage is full (database or disk is full); nothing was changed: "
+    "the server's operator must free disk space, then try again"
+)
+
 T = TypeVar("T")
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """Whether *error* is SQLite saying it has no room to write (SQLITE_FULL)."""
+    return isinstance(error, sqlite3.Error) and (
+        getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        or "database or disk is full" in str(error).lower()
+    )
 
 
 class KvError(Exception):
@@ -236,5 +253,9 @@ class KvStore:
                         return KvReply(keys=await self.list(plugin_id, request.key))
             except KvError as exc:
                 return KvReply(error=str(exc))
+            except sqlite3.Error as exc:
+                if is_storage_full(exc):
+                    return KvReply(error=FULL_REPLY)
+                raise  # a real fault: the connection logs it and replies "internal error"
 
         return handle

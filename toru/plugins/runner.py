@@ -111,6 +111,9 @@ class Timing:
     term_grace: float = 2.0
     #: After SIGKILL, how long the ladder waits for the reap before giving up on politeness.
     kill_grace: float = 2.0
+    #: The longest a lifecycle event's write may hold up a step (a hung disk); then it is
+    #: abandoned (logged) and the lifecycle goes on.
+    record_timeout: float = 5.0
 
     def backoff(self, failures: int) -> float:
         """1, 2, 4, 8, 16, 16, ... seconds for the 1st, 2nd, ... failure in a row."""
@@ -276,16 +279,8 @@ class PluginRunner:
             log.exception("a listener of plugin status changes failed", plugin_id=self.plugin_id)
 
     async def _record(self, event: str, **details: Any) -> None:
-        """Record a lifecycle event; one that cannot be written is logged, never raised."""
-        try:
-            await self.events.record(self.plugin_id, event, **details)
-        except Exception as exc:
-            log.error(
-                "could not record a plugin event; the plugin's lifecycle carries on",
-                plugin_id=self.plugin_id,
-                plugin_event=event,
-                error=repr(exc),
-            )
+        """Record a lifecycle event: bounded, and one that fails is logged, never raised."""
+        await record_event(self.events, self.timing, self.plugin_id, event, details)
 
     # -- the typed interface the supervisor forwards ---------------------------------------
 
@@ -668,6 +663,35 @@ class PluginRunner:
                 )
 
         return line
+
+
+async def record_event(
+    events: EventLog, timing: Timing, plugin_id: str, event: str, details: dict[str, Any]
+) -> None:
+    """Record one lifecycle event for whoever makes it (runner or supervisor).
+
+    Bookkeeping never stops the lifecycle: a write that fails is logged and one
+    that takes longer than ``timing.record_timeout`` is abandoned (its thread
+    finishes on its own), so no step of starting or stopping a plugin can hang
+    on the disk or fail because of it.
+    """
+    with trio.move_on_after(timing.record_timeout) as waited:
+        try:
+            await events.record(plugin_id, event, **details)
+        except Exception as exc:
+            log.error(
+                "could not record a plugin event; the plugin's lifecycle carries on",
+                plugin_id=plugin_id,
+                plugin_event=event,
+                error=repr(exc),
+            )
+    if waited.cancelled_caught:
+        log.error(
+            "recording a plugin event took too long; abandoned, the lifecycle carries on",
+            plugin_id=plugin_id,
+            plugin_event=event,
+            timeout_s=timing.record_timeout,
+        )
 
 
 def _reporter(channel: trio.MemorySendChannel[str | None]) -> Callable[[str | None], None]:

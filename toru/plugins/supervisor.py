@@ -49,7 +49,7 @@ from toru.plugins.events import EventLog
 from toru.plugins.kv import KvStore
 from toru.plugins.logs import PluginLogFile, PluginLogs
 from toru.plugins.messages import HttpRequest, HttpResponse
-from toru.plugins.runner import PluginRunner, Timing
+from toru.plugins.runner import PluginRunner, Timing, record_event
 from toru.plugins.status import Health, Mode, PluginStatus, State
 from toru.timestamps import iso_utc
 
@@ -301,16 +301,8 @@ class Supervisor:
         return item
 
     async def _record(self, plugin_id: str, event: str, **details: Any) -> None:
-        """Record a supervisor event; one that cannot be written is logged, never raised."""
-        try:
-            await self.events.record(plugin_id, event, **details)
-        except Exception as exc:
-            log.error(
-                "could not record a plugin event; carrying on",
-                plugin_id=plugin_id,
-                plugin_event=event,
-                error=repr(exc),
-            )
+        """Record a supervisor event: bounded, and one that fails is logged, never raised."""
+        await record_event(self.events, self.timing, plugin_id, event, details)
 
     async def _transition(
         self, action: str, plugin_id: str, perform: Callable[[str], Awaitable[T]]
