@@ -342,8 +342,8 @@ class PluginLogFile:
         self._followers.clear()
 
     async def flush(self) -> None:
-        """Wait until every record made so far is written, or counted as lost
-        (returns at once once the writer has ended)."""
+        """Wait until every record queued so far is written or counted as lost (or the
+        writer has ended). Readers of the file use it to see what was just recorded."""
         target = self._queued
         while self._done < target and not self._ended:
             await self._progress.wait()
@@ -434,10 +434,12 @@ class PluginLogFile:
             if self._overflow:  # closed while the queue was full
                 rest.append(self._overflow_notice())
                 self._queued, self._overflow = self._queued + 1, 0
-            with trio.move_on_after(WRITER_GRACE, shield=True) as grace:
-                await self._write(rest, close=True)
-            self._ended = True
-            self._progress.set()
+            try:
+                with trio.move_on_after(WRITER_GRACE, shield=True) as grace:
+                    await self._write(rest, close=True)
+            finally:
+                self._ended = True  # flush() waits no more
+                self._progress.set()
             if grace.cancelled_caught:
                 log.warning(
                     "plugin log writer stopped before its records were written; they may be lost",

@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import structlog
@@ -158,6 +158,12 @@ async def real_stop(
     return await stop(child, ask, ask_grace=grace, term_grace=term)
 
 
+class Finish(Protocol):
+    """How a run's task says the run is over: the reason, and the health rule if one fired."""
+
+    def __call__(self, reason: str, rule: str | None = None) -> None: ...
+
+
 _HOW = {"asked": "shutdown message", "sigterm": "SIGTERM", "sigkill": "SIGKILL"}
 
 
@@ -170,6 +176,8 @@ class _Run:
     ready_at: float | None = None
     #: Why the run ended by itself (``None``: it was cancelled, or it is not over).
     reason: str | None = None
+    #: The health rule that ended it (``pings``, ``legacy exchanges``), if one did.
+    rule: str | None = None
     exited: bool = False
     stop_report: StopReport | None = None
     #: The stop's budget ran out (or was cut short) before the ladder was done.
@@ -407,9 +415,9 @@ class PluginRunner:
         connection: PluginConnection | None = None
         channel: PluginChannel | None = None
 
-        def finish(reason: str) -> None:
+        def finish(reason: str, rule: str | None = None) -> None:
             if run.reason is None:
-                run.reason = reason
+                run.reason, run.rule = reason, rule
             ended.set()
 
         try:
@@ -521,8 +529,9 @@ class PluginRunner:
                     if connection is not None:
                         helpers.start_soon(connection.serve, name=f"{prefix}:connection")
                     # Beside the ladder, not before it: a slow or failing write delays nothing.
+                    rule = {"rule": run.rule} if run.rule is not None else {}
                     helpers.start_soon(
-                        partial(self._record, "stopping", pid=child.pid, reason=why),
+                        partial(self._record, "stopping", pid=child.pid, reason=why, **rule),
                         name=f"{prefix}:record",
                     )
                     run.stop_report = await self.stopper(
@@ -580,11 +589,11 @@ class PluginRunner:
 
     # -- the run's tasks ---------------------------------------------------------------
 
-    async def _read(self, connection: PluginConnection, finish: Callable[[str], None]) -> None:
+    async def _read(self, connection: PluginConnection, finish: Finish) -> None:
         lost = await connection.serve()
         finish(f"connection lost: {lost}")
 
-    async def _pinger(self, channel: PluginChannel, finish: Callable[[str], None]) -> None:
+    async def _pinger(self, channel: PluginChannel, finish: Finish) -> None:
         """Modern plugins: a ping every interval from ``init`` on; every unanswered one counts."""
         timing = self.timing
         missed = 0
@@ -619,11 +628,11 @@ class PluginRunner:
                 reason=problem,
             )
             if missed >= timing.missed_pings:
-                finish(f"unhealthy: missed {missed} pings in a row")
+                finish(f"unhealthy: missed {missed} pings in a row", "pings")
                 return
 
     async def _judge_exchanges(
-        self, outcomes: trio.MemoryReceiveChannel[str | None], finish: Callable[[str], None]
+        self, outcomes: trio.MemoryReceiveChannel[str | None], finish: Finish
     ) -> None:
         """Legacy plugins: consecutive timed-out or refused exchanges make it unhealthy."""
         limit = self.timing.legacy_failures
@@ -645,7 +654,10 @@ class PluginRunner:
                 reason=failure,
             )
             if failures >= limit:
-                finish(f"unhealthy: {failures} exchanges in a row timed out or were refused")
+                finish(
+                    f"unhealthy: {failures} exchanges in a row timed out or were refused",
+                    "legacy exchanges",
+                )
                 return
 
     def _line_of(self, pid: int) -> Callable[[str, bytes], None]:
