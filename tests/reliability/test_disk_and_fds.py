@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import resource
+import signal
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -163,9 +164,12 @@ async def health_probe(url: str, seen: list[int], stop: trio.Event) -> None:
                 await stop.wait()
 
 
-async def kv(http: httpx.AsyncClient, action: str, key: str, value: str | None = None) -> Any:
-    return await http.post(f"/api/plugins/{LEGACY}/kv", json={"action": action, "key": key,
-                                                             "value": value})  # fmt: skip
+async def kv(
+    http: httpx.AsyncClient, action: str, key: str, value: str | None = None
+) -> httpx.Response:
+    """The browser's KV call for the legacy plugin."""
+    body = {"action": action, "key": key, "value": value}
+    return await http.post(f"/api/plugins/{LEGACY}/kv", json=body)
 
 
 @pytest.mark.slow
