@@ -256,6 +256,7 @@ async def test_a_full_disk_stops_nothing(tmp_path: Path) -> None:
             assert toru.server.process.poll() is None
             toru.server.send(signal.SIGTERM)
             assert await toru.server.wait(30) == 0
+            import shutil; shutil.copytree(disk / "logs", "/tmp/g-debug-logs", dirs_exist_ok=True)  # DEBUG
         stderr = (tmp_path / "stderr.txt").read_text()
         print(f"server stderr: {len(stderr.splitlines())} lines")
         print(stderr[-3000:])
