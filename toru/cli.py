@@ -245,18 +245,21 @@ def _serve(settings: Settings) -> int:
     if settings.log_dir_fallback_reason:
         log.warning(settings.log_dir_fallback_reason)
     log.info("logging to file", path=str(log_file))
+    problem: BaseException | None = None
+    interrupted = False
     try:
         trio.run(serve, settings)
-    except BaseException as error:
-        for kind in (StartupError, DatabaseError):
-            if (problem := first_leaf(error, kind)) is not None:
-                log.error("toru could not start", reason=str(problem))
-                return _fail(str(problem), EXIT_FAILURE)
-        if first_leaf(error, KeyboardInterrupt) is not None:
-            return 130
-        log.critical("toru stopped on an unexpected error", exc_info=error)
+    except* (StartupError, DatabaseError) as group:
+        problem = first_leaf(group, StartupError) or first_leaf(group, DatabaseError)
+    except* KeyboardInterrupt:
+        interrupted = True
+    except* BaseException as group:
+        log.critical("toru stopped on an unexpected error", exc_info=group)
         raise
-    return 0
+    if problem is not None:
+        log.error("toru could not start", reason=str(problem))
+        return _fail(str(problem), EXIT_FAILURE)
+    return 130 if interrupted else 0
 
 
 def _read_password(prompt: str) -> str:

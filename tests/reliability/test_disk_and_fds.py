@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import resource
 import signal
 import sqlite3
@@ -45,6 +46,10 @@ TMPFS_SIZE = "24m"
 #: A KV value as large as Toru takes: bigger than the space left in the database's WAL
 #: file, so its write must grow a file on the full disk (a small one might fit in it).
 BIG_VALUE = "v" * (1024 * 1024)
+#: Server log events that mean a request or a runner failed with a bug, not a full disk.
+CRASH_EVENTS = {"unhandled error in request handler", "plugin runner failed; the plugin is stopped"}
+#: The last line of a traceback: the exception that was raised.
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Group)\b.*")
 
 
 # -- what counts as "the disk is full" (cheap, no root) ------------------------------------
@@ -256,7 +261,14 @@ async def test_a_full_disk_stops_nothing(tmp_path: Path) -> None:
             assert toru.server.process.poll() is None
             toru.server.send(signal.SIGTERM)
             assert await toru.server.wait(30) == 0
-            import shutil; shutil.copytree(disk / "logs", "/tmp/g-debug-logs", dirs_exist_ok=True)  # DEBUG
+            faults = [r for r in toru.server_log() if r["event"] in CRASH_EVENTS]
+            assert faults == [], faults
+        # While toru.log's disk is full, each record that cannot be written makes Python's
+        # logging print its "--- Logging error ---" traceback here: expected, and the only
+        # kind of traceback there may be (anything else is a crash or a bug on the way).
         stderr = (tmp_path / "stderr.txt").read_text()
-        print(f"server stderr: {len(stderr.splitlines())} lines")
-        print(stderr[-3000:])
+        logging_errors = stderr.count("--- Logging error ---")
+        print(f"server stderr: {len(stderr.splitlines())} lines, {logging_errors} logging errors")
+        assert stderr.count("Traceback (most recent call last)") == logging_errors
+        raised_there = {line for line in stderr.splitlines() if EXCEPTION_LINE.match(line)}
+        assert raised_there <= {"OSError: [Errno 28] No space left on device"}, raised_there

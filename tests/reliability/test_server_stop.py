@@ -9,6 +9,7 @@ ladders, not before them), and a second SIGTERM must make it immediate.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from pathlib import Path
 
@@ -68,10 +69,8 @@ async def _stop_time(tmp_path: Path, *, signals: int) -> tuple[float, list[int]]
                         pass
 
         async def slow_request() -> None:
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 await toru.http.get("/api/plugins/route/slowpoke/slow")
-            except httpx.HTTPError:
-                pass
 
         nursery.start_soon(browser)
         nursery.start_soon(slow_request)
