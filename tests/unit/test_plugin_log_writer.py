@@ -15,7 +15,7 @@ import structlog
 import trio
 import trio.testing
 
-from toru.plugins import logs
+from toru.plugins import logfile, logs
 from toru.plugins.logs import PluginLogs, open_plugin_logs
 
 Record = dict[str, Any]
@@ -41,8 +41,8 @@ class Spy:
         self.release = threading.Event()
         self.closed = threading.Event()
         self.held_done = threading.Event()  # the call held "outside" has returned
-        original_run = logs._RotatingFile.run
-        original_append = logs._RotatingFile._append_rotating
+        original_run = logfile.RotatingFile.run
+        original_append = logfile.RotatingFile._append_rotating
 
         def held(where: str) -> bool:
             if hold != where or self.entered.is_set():
@@ -51,7 +51,7 @@ class Spy:
             assert self.release.wait(10)
             return True
 
-        def run(file: logs._RotatingFile, job: logs._Job) -> tuple[int, OSError | None]:
+        def run(file: logfile.RotatingFile, job: logfile.WriteJob) -> tuple[int, OSError | None]:
             self.threads.add(threading.get_ident())
             was_held = False
             if job.records:
@@ -65,12 +65,12 @@ class Spy:
                 if was_held:
                     self.held_done.set()
 
-        def append(file: logs._RotatingFile, job: logs._Job) -> None:
+        def append(file: logfile.RotatingFile, job: logfile.WriteJob) -> None:
             held("inside")
             original_append(file, job)
 
-        monkeypatch.setattr(logs._RotatingFile, "run", run)
-        monkeypatch.setattr(logs._RotatingFile, "_append_rotating", append)
+        monkeypatch.setattr(logfile.RotatingFile, "run", run)
+        monkeypatch.setattr(logfile.RotatingFile, "_append_rotating", append)
 
 
 async def test_records_keep_their_order_across_many_batches(

@@ -13,7 +13,8 @@ import pytest
 import trio
 
 from toru.plugins import logs
-from toru.plugins.logs import LineSplitter, lines_backwards, open_plugin_logs, read_page
+from toru.plugins.logfile import lines_backwards, read_page
+from toru.plugins.logs import LineSplitter, open_plugin_logs
 
 
 class Clock:

@@ -17,7 +17,7 @@ from toru.api.guards import admin_required, current_identity, login_required
 from toru.api.sse import KEEP_ALIVE_COMMENT, event_stream, receive_or_idle, sse
 from toru.plugins.errors import PluginError, PluginUnavailable
 from toru.plugins.kv import KvError
-from toru.plugins.logs import LEVELS, level_rank, read_page
+from toru.plugins.logfile import LEVELS, level_rank, read_page
 from toru.plugins.messages import HttpRequest
 from toru.plugins.naming import ID_PATTERN
 from toru.plugins.status import PluginStatus, State, to_json
