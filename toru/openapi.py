@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from toru.plugins.status import PluginStatus, PublicPluginStatus
+from toru.plugins.status import PluginStatus, PublicPluginStatus, ScanError
 
 JSON = "application/json"
 Schema = dict[str, Any]
@@ -166,8 +166,16 @@ SCHEMAS: dict[str, Schema] = {
                 "items": {"anyOf": [ref("PluginStatus"), ref("PublicPlugin")]},
             }
         },
-        {"rejected": {"type": "array", "items": ref("Rejected")}},
+        {
+            "rejected": {"type": "array", "items": ref("Rejected")},
+            "scan_error": nullable(ref("ScanError")),
+        },
     ),
+    "ScanError": {
+        **attrs_schema(ScanError),
+        "description": "The last failure to scan the plugins directory, until a scan works "
+        "again (it is retried every 5 s).",
+    },
     "PluginEvent": obj(
         {
             "id": INTEGER,
@@ -470,7 +478,10 @@ def paths() -> dict[str, dict[str, Any]]:
                 tag="plugins",
                 body=EMPTY_BODY,
                 body_required=False,
-                responses={"200": answer("what the scan found", ref("PluginList"))},
+                responses={
+                    "200": answer("what the scan found", ref("PluginList")),
+                    "503": error("the plugins directory cannot be scanned now; the reason"),
+                },
             ),
         },
         "/api/plugins/{plugin_id}": {
@@ -499,7 +510,15 @@ def paths() -> dict[str, dict[str, Any]]:
                     params=[PLUGIN_ID],
                     body=EMPTY_BODY,
                     body_required=False,
-                    responses={"200": status, "404": no_plugin, **extra},
+                    responses={
+                        "200": status,
+                        "404": no_plugin,
+                        "507": error(
+                            "done, but config.json could not be saved (a full disk): the change "
+                            "holds until Toru restarts; the body has the plugin's status"
+                        ),
+                        **extra,
+                    },
                 ),
             }
             for action, summary, extra in [
@@ -511,7 +530,7 @@ def paths() -> dict[str, dict[str, Any]]:
                         "503": error("Toru is stopping"),
                     },
                 ),
-                ("disable", "Disable and stop a plugin", {}),
+                ("disable", "Disable and stop a plugin", {"503": error("Toru is stopping")}),
                 (
                     "restart",
                     "Restart an enabled plugin",

@@ -21,7 +21,7 @@ from toru.plugins.logfile import LEVELS, level_rank, read_page
 from toru.plugins.messages import HttpRequest
 from toru.plugins.naming import ID_PATTERN
 from toru.plugins.status import PluginStatus, State, to_json
-from toru.plugins.supervisor import ScanError, Supervisor
+from toru.plugins.supervisor import Supervisor
 
 
 def view(status: PluginStatus, admin: bool) -> dict[str, Any]:
@@ -32,10 +32,6 @@ def view(status: PluginStatus, admin: bool) -> dict[str, Any]:
 def plugin_error(error: PluginError) -> ApiError:
     extra = {"plugin": to_json(error.plugin)} if error.plugin is not None else {}
     return ApiError(error.status, str(error), **extra)
-
-
-def scan_error_json(error: ScanError | None) -> dict[str, Any] | None:
-    return attrs.asdict(error) if error is not None else None
 
 
 @attrs.frozen
@@ -67,7 +63,7 @@ def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
             {
                 "plugins": [to_json(s) for s in supervisor.statuses()],
                 "rejected": supervisor.rejected(),
-                "scan_error": scan_error_json(supervisor.scan_error),
+                "scan_error": to_json(error) if (error := supervisor.scan_error) else None,
             }
         )
 

@@ -95,10 +95,21 @@ class PluginStatus:
         )
 
 
+@attrs.frozen
+class ScanError:
+    """The last failure to scan the plugins directory, shown until a scan succeeds again."""
+
+    message: str
+    #: ISO 8601 UTC of the first failure in the current streak ...
+    since: str
+    #: ... and how many scans have failed since.
+    attempts: int
+
+
 _json = cattrs.Converter()
 
 
-def to_json(status: PluginStatus | PublicPluginStatus) -> dict[str, Any]:
+def to_json(status: PluginStatus | PublicPluginStatus | ScanError) -> dict[str, Any]:
     """The status as the API sends it (``extra`` left out when empty)."""
     document: dict[str, Any] = _json.unstructure(status)
     if isinstance(status, PluginStatus) and not status.extra:

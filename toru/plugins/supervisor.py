@@ -50,7 +50,7 @@ from toru.plugins.kv import KvStore
 from toru.plugins.logs import PluginLogFile, PluginLogs
 from toru.plugins.messages import HttpRequest, HttpResponse
 from toru.plugins.runner import PluginRunner, Timing, record_event
-from toru.plugins.status import Health, Mode, PluginStatus, State
+from toru.plugins.status import Health, Mode, PluginStatus, ScanError, State
 from toru.timestamps import iso_utc
 
 log = structlog.get_logger("toru.plugins.supervisor")
@@ -69,16 +69,6 @@ class StatusChange:
 
     plugin_id: str
     status: PluginStatus | None
-
-
-@attrs.frozen
-class ScanError:
-    """The last discovery or rescan failure, shown until a scan succeeds again."""
-
-    message: str
-    #: ISO 8601 UTC of the first failure in the current streak, and how many since.
-    since: str
-    attempts: int
 
 
 @attrs.frozen

@@ -933,6 +933,15 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description the plugins directory cannot be scanned now; the reason */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -1103,6 +1112,15 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                /** @description done, but config.json could not be saved (a full disk): the change holds until Toru restarts; the body has the plugin's status */
+                507: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -1183,6 +1201,24 @@ export interface paths {
                 };
                 /** @description the request body is too large */
                 413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Toru is stopping */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description done, but config.json could not be saved (a full disk): the change holds until Toru restarts; the body has the plugin's status */
+                507: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1288,6 +1324,15 @@ export interface paths {
                 };
                 /** @description Toru is stopping */
                 503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description done, but config.json could not be saved (a full disk): the change holds until Toru restarts; the body has the plugin's status */
+                507: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2553,6 +2598,13 @@ export interface components {
         PluginList: {
             plugins: (components["schemas"]["PluginStatus"] | components["schemas"]["PublicPlugin"])[];
             rejected?: components["schemas"]["Rejected"][];
+            scan_error?: components["schemas"]["ScanError"] | null;
+        };
+        /** @description The last failure to scan the plugins directory, until a scan works again (it is retried every 5 s). */
+        ScanError: {
+            message: string;
+            since: string;
+            attempts: number;
         };
         PluginEvent: {
             id: number;
