@@ -80,7 +80,9 @@ class PluginChannel(Protocol):
 
     supports_ping: bool
 
-    async def request(self, message: ToPlugin, *, timeout: float) -> Frame: ...
+    async def request(
+        self, message: ToPlugin, *, timeout: float, write_limit: float | None = None
+    ) -> Frame: ...
 
     async def notify(self, message: ToPlugin) -> None: ...
 
@@ -248,15 +250,17 @@ class PluginConnection:
         """Close the socket; the reader then ends with ConnectionLost."""
         await self.framed.aclose()
 
-    async def request(self, message: ToPlugin, *, timeout: float) -> Frame:
+    async def request(
+        self, message: ToPlugin, *, timeout: float, write_limit: float | None = None
+    ) -> Frame:
         """Send *message* and return the plugin's reply frame.
 
         Raises :class:`RequestTimeout` after *timeout* seconds (the connection
         stays usable; a late reply is logged and dropped) and
         :class:`ConnectionLost` when the connection is or goes down. A frame whose
         writing has begun is finished even if the caller is cancelled; one that cannot
-        be written within ``max(timeout, FRAME_WRITE_LIMIT)`` (the plugin reads nothing)
-        ends the connection, and this request times out.
+        be written within *write_limit* (default ``max(timeout, FRAME_WRITE_LIMIT)``;
+        the plugin reads nothing) ends the connection, and this request times out.
         """
         if self._lost is not None:
             raise self._lost
@@ -272,8 +276,8 @@ class PluginConnection:
             # closed the page): cut off, it would leave the stream out of step. Only a
             # plugin that reads nothing for FRAME_WRITE_LIMIT s stops it, and then the
             # connection is given up.
-            write_limit = started + max(timeout, FRAME_WRITE_LIMIT)
-            with trio.CancelScope(deadline=write_limit, shield=True) as sending:
+            limit = max(timeout, FRAME_WRITE_LIMIT) if write_limit is None else write_limit
+            with trio.CancelScope(deadline=started + limit, shield=True) as sending:
                 await self._send(encode(message, request_id))
             if sending.cancelled_caught:
                 raise timed_out
@@ -343,8 +347,14 @@ class LegacyConnection:
                 with trio.move_on_after(1, shield=True):
                     await framed.aclose()
 
-    async def request(self, message: ToPlugin, *, timeout: float) -> Frame:
-        """One exchange on its own connection; time spent queueing counts toward *timeout*."""
+    async def request(
+        self, message: ToPlugin, *, timeout: float, write_limit: float | None = None
+    ) -> Frame:
+        """One exchange on its own connection; time spent queueing counts toward *timeout*.
+
+        (*write_limit* is for the modern connection's shared stream; here every frame
+        has a connection of its own, bounded by *timeout*.)
+        """
         if self._waiting >= self.max_waiting:
             raise QueueFull(
                 f"plugin {self.plugin_id!r} already has {self._waiting} requests waiting"

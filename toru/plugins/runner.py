@@ -113,7 +113,7 @@ class Timing:
     kill_grace: float = 2.0
     #: The longest a lifecycle event's write may hold up a step (a hung disk); then it is
     #: abandoned (logged) and the lifecycle goes on.
-    record_timeout: float = 5.0
+    record_timeout: float = 2.0
 
     def backoff(self, failures: int) -> float:
         """1, 2, 4, 8, 16, 16, ... seconds for the 1st, 2nd, ... failure in a row."""
@@ -459,13 +459,13 @@ class PluginRunner:
                 else:
                     run.ready_at = trio.current_time()
                     self._set(State.RUNNING, channel=channel, healthy=True, ready_at=run.ready_at)
+                    report()  # before the record: a slow disk does not delay enable's answer
                     await self._record(
                         "ready",
                         pid=child.pid,
                         after_ms=round((run.ready_at - run.spawned_at) * 1000, 1),
                         mode="modern" if self.metadata.modern else "legacy",
                     )
-                    report()
                     if self.metadata.modern:
                         nursery.start_soon(self._pinger, channel, finish, name=f"{prefix}:pinger")
                     else:
@@ -604,7 +604,12 @@ class PluginRunner:
             due = sent + timing.ping_interval
             problem: str | None
             try:
-                reply = await channel.request(Ping(), timeout=timing.ping_timeout)
+                # A ping frame is tiny: if the plugin reads so little that even it cannot be
+                # written within the timeout, that is a miss, and the write (shielded, so
+                # that no frame is cut) holds up a stop by at most that long.
+                reply = await channel.request(
+                    Ping(), timeout=timing.ping_timeout, write_limit=timing.ping_timeout
+                )
             except RequestTimeout:
                 problem = f"no pong within {timing.ping_timeout:g} s"
             except ConnectionLost as exc:
