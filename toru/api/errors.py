@@ -88,6 +88,7 @@ def storage_full(error: BaseException) -> str | None:
 
 
 def storage_full_message(reason: str) -> str:
+    """What a client is told (507) when a write found the disk full: what, and what to do."""
     return f"the disk holding Toru's data is full ({reason}); free some space and try again"
 
 
