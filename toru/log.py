@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import re
 import sys
+import time
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,6 +81,79 @@ class HypercornAccessFilter(logging.Filter):
         return True
 
 
+class LossCountingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating JSON-lines file that says what it lost instead of flooding stderr.
+
+    The stdlib handler prints a traceback to stderr for every record it cannot
+    write (a full disk: dozens a second). This one counts them, says so once per
+    failure streak on stderr, and writes a warning with the count before the
+    next record it manages to write.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost = 0
+        self._lost_error = ""
+        self._failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.lost:
+            notice = logging.LogRecord(
+                record.name, logging.WARNING, __file__, 0,
+                f"{self.lost} log records could not be written to this file ({self._lost_error})",
+                None, None,
+            )  # fmt: skip
+            self._failed = False
+            super().emit(notice)
+            if self._failed:  # still failing: this record is lost too
+                self.lost += 1
+                return
+            self.lost = 0
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+            return
+        self._failed = True
+        if self.lost == 0:
+            sys.stderr.write(
+                f"toru: cannot write the log file {self.baseFilename}: {error}; counting the "
+                "records lost until it works again\n"
+            )
+            self.lost = 1
+        elif record.levelno != logging.WARNING or record.pathname != __file__:
+            self.lost += 1  # (the notice itself is not counted)
+        self._lost_error = str(error)
+
+
+class OncePerInterval(logging.Filter):
+    """Lets one record through per *interval* seconds, without its traceback.
+
+    For Trio's ``accept returned EMFILE ... retrying`` error, which it logs with a
+    traceback ten times a second while the server is out of file descriptors.
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last = -interval
+        self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._suppressed += 1
+            return False
+        self._last = now
+        if self._suppressed:
+            record.msg = f"{record.msg} ({self._suppressed} more like it not logged)"
+            self._suppressed = 0
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 def _record_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     record = event_dict.get("_record")
     if record is not None and (fields := getattr(record, "toru_fields", None)):
@@ -123,7 +197,7 @@ def configure_logging(log_dir: Path, level: str = "info", *, console: bool = Tru
     foreign_chain: list[Processor] = [*_shared_processors(), _record_fields]
 
     def json_file(file: Path) -> logging.Handler:
-        handler = logging.handlers.RotatingFileHandler(
+        handler = LossCountingFileHandler(
             file, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP, encoding="utf-8"
         )
         handler.setFormatter(
@@ -179,6 +253,10 @@ def configure_logging(log_dir: Path, level: str = "info", *, console: bool = Tru
         for old_filter in [f for f in hyper.filters if isinstance(f, HypercornAccessFilter)]:
             hyper.removeFilter(old_filter)
     logging.getLogger("hypercorn.access").addFilter(HypercornAccessFilter())
+    accept = logging.getLogger("trio.serve_listeners")
+    for stale in [f for f in accept.filters if isinstance(f, OncePerInterval)]:
+        accept.removeFilter(stale)
+    accept.addFilter(OncePerInterval())
 
     structlog.configure(
         processors=[

@@ -15,7 +15,13 @@ import pytest
 import structlog
 import trio
 
-from toru.log import LOG_FILE_NAME, close_logging, configure_logging
+from toru.log import (
+    LOG_FILE_NAME,
+    LossCountingFileHandler,
+    OncePerInterval,
+    close_logging,
+    configure_logging,
+)
 
 HYPERCORN_LOGGERS = ("hypercorn.access", "hypercorn.error")
 
@@ -242,3 +248,51 @@ def test_traceback_does_not_log_local_variables(log_file: Path, via: str) -> Non
     (record,) = records(log_file)
     assert record["exception"][0]["exc_type"] == "RuntimeError"
     assert "local-password-must-not-leak" not in log_file.read_text()
+
+
+def test_a_full_disk_is_counted_not_sprayed_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Records the file cannot take are counted: one stderr line, then a warning with the count."""
+    path = tmp_path / "toru.log"
+    handler = LossCountingFileHandler(path, encoding="utf-8")
+    logger = logging.Logger("full-disk-test")
+    logger.addHandler(handler)
+    logger.warning("before")
+    assert handler.stream is not None
+    real_write = handler.stream.write
+
+    def full(text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+    handler.stream.write = full  # type: ignore[method-assign]
+    for number in range(5):
+        logger.warning("lost %d", number)
+    assert handler.lost == 5
+    assert capsys.readouterr().err.count("cannot write the log file") == 1
+    handler.stream.write = real_write  # type: ignore[method-assign]
+    logger.warning("after")
+    handler.close()
+    assert path.read_text().splitlines() == [
+        "before",
+        "5 log records could not be written to this file ([Errno 28] No space left on device)",
+        "after",
+    ]
+
+
+def test_a_repeated_error_is_logged_once_per_interval_without_its_traceback() -> None:
+    """Trio's EMFILE retry error, ten a second: one record a minute, with the count skipped."""
+    once = OncePerInterval(interval=60)
+    made = [
+        logging.LogRecord("trio.serve_listeners", logging.ERROR, __file__, 1, "accept %s", ("x",),
+                          (OSError, OSError(24, "Too many open files"), None))
+        for _ in range(12)
+    ]  # fmt: skip
+    passed = [record for record in made if once.filter(record)]
+    assert passed == [made[0]]
+    assert passed[0].exc_info is None
+    once._last -= 61  # a minute later
+    late = logging.LogRecord("trio.serve_listeners", logging.ERROR, __file__, 1, "accept %s",
+                             ("x",), None)  # fmt: skip
+    assert once.filter(late)
+    assert late.getMessage() == "accept x (11 more like it not logged)"

@@ -21,6 +21,7 @@ connection) and ``notify(message)`` for messages that get no reply.
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -418,9 +419,14 @@ class LegacyConnection:
         try:
             stream = await trio.open_unix_socket(str(self.socket_path))
         except OSError as exc:
+            hint = (
+                "; the server is out of file descriptors: raise its file limit"
+                if exc.errno == errno.EMFILE
+                else ""
+            )
             raise _Unreachable(
                 f"plugin {self.plugin_id!r}: cannot connect to {self.socket_path}: "
-                f"{exc.strerror or exc}"
+                f"{exc.strerror or exc}{hint}"
             ) from exc
         return FramedStream(stream, limit=self.limit)
 

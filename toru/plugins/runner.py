@@ -695,6 +695,14 @@ async def record_event(
     with trio.move_on_after(timing.record_timeout) as waited:
         try:
             await events.record(plugin_id, event, **details)
+        except trio.Cancelled:
+            if not waited.cancel_called:  # our own timeout is reported below
+                log.error(
+                    "recording a plugin event was abandoned: its caller was cancelled",
+                    plugin_id=plugin_id,
+                    plugin_event=event,
+                )
+            raise
         except Exception as exc:
             log.error(
                 "could not record a plugin event; the plugin's lifecycle carries on",
