@@ -144,14 +144,15 @@ RUNTIME = [
     Case(
         "holds_socket.binary",
         "holds the socket open, reads nothing",
-        "504 (not restarted: judged by liveness); a 4 MiB body cannot be written: 504 and "
-        "'connection lost: … a frame was cut off part-way …', restarted; disable: SIGTERM",
+        "no pong: a request in flight is 502 when the ping rule ends the run (last_error "
+        "'unhealthy: missed 3 pings in a row', rule pings); restarted; disable: SIGTERM",
     ),
     Case(
         "stalls_mid_request.binary",
         "stops reading while a 4 MiB request is being written",
-        "504; last_error 'connection lost: … a frame was cut off part-way …'; restarted, "
-        "answers 200 again",
+        "502: the ping rule ends the run before the 30 s timeout, the half-written frame "
+        "goes with the connection; last_error 'unhealthy: missed 3 pings in a row'; "
+        "restarted, answers 200 again",
     ),
     Case(
         "kv_flood.binary",
