@@ -112,9 +112,14 @@ async def test_a_plugin_that_never_answers_is_504_after_30_s_and_slows_nobody(
             f" max {max(samples) * 1000:.1f} ms"
         )
     print(f"504 after {elapsed:.2f} s")
-    assert any(
-        record.get("message") == "plugin request timed out"
-        for record in plugin_log(server, "faulty-sdk")
+    # The plugin's file is written by its writer task, a moment after the answer.
+    await eventually(
+        lambda: any(
+            record.get("message") == "plugin request timed out"
+            for record in plugin_log(server, "faulty-sdk")
+        ),
+        within=5,
+        what="the timeout noted in the plugin's log",
     )
 
 
@@ -148,9 +153,13 @@ async def test_a_plugin_killed_mid_request_is_502_and_recovers(running: Running)
 
     await eventually(restarted, within=10, what="a restart")
     assert (await http.get("/api/plugins/route/faulty/")).status_code == 200
-    assert any(
-        record.get("message") == "plugin request failed"
-        for record in plugin_log(server, "faulty-sdk")
+    await eventually(
+        lambda: any(
+            record.get("message") == "plugin request failed"
+            for record in plugin_log(server, "faulty-sdk")
+        ),
+        within=5,
+        what="the failure noted in the plugin's log",
     )
 
 
@@ -250,8 +259,15 @@ async def test_plain_lines_are_wrapped_and_followed_live(running: Running) -> No
             ]
             event, record = await errors.next_event()
             assert (event, record["message"]) == ("log", "something went wrong")
-    in_file = [r for r in plugin_log(server, "faulty-sdk") if r.get("source") != "toru"]
-    assert [r["message"] for r in in_file[-4:]] == [m for m, _, _ in messages]  # same order
+    followed = [m for m, _, _ in messages]
+
+    def last_in_file() -> list[object]:
+        in_file = [r for r in plugin_log(server, "faulty-sdk") if r.get("source") != "toru"]
+        return [r["message"] for r in in_file[-4:]]
+
+    # Followers get a record at once; the file a moment later, from the writer task.
+    await eventually(lambda: last_in_file() == followed, within=5, what="the records on disk")
+    assert last_in_file() == followed  # same order
 
 
 async def test_logs_stream_is_admin_only_and_checks_its_arguments(running: Running) -> None:

@@ -344,12 +344,12 @@ async def test_runs_under_the_supervisor(binary: Path, tmp_path: Path) -> None:
         )
         await nursery.start(supervisor.run)
         status = await supervisor.enable(PLUGIN_ID)
-        assert (status["state"], status["health"], status["mode"]) == (
+        assert (status.state, status.health, status.mode) == (
             "running",
             "healthy",
             "modern",
         )
-        first = status["pid"]
+        first = status.pid
         os.kill(first, signal.SIGKILL)
         await eventually(
             lambda: (

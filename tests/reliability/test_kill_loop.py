@@ -221,7 +221,7 @@ async def kill_when_running(
 
     def new_process_running() -> bool:
         status = supervisor.status(plugin_id)
-        return bool(status["state"] == "running" and status["pid"] not in killed)
+        return bool(status.state == "running" and status.pid not in killed)
 
     await eventually(new_process_running, within=10, what="running")
     pid: int = supervisor.status(plugin_id).pid
@@ -260,10 +260,10 @@ async def test_what_repeated_kills_count_for(
                 what="giving up",
             )
             status = supervisor.status("legacy-python")
-            assert status["last_error"] == (
+            assert status.last_error == (
                 "failed 10 times in a row: killed by SIGKILL while running"
             )
-            assert status["state"] == "failed"
+            assert status.state == "failed"
             assert json.loads((plugins / ".metadata" / "config.json").read_text()) == {
                 "plugins": {"legacy-python": False}
             }
@@ -274,7 +274,7 @@ async def test_what_repeated_kills_count_for(
                 what="a new process after the 10th kill",
             )
             status = supervisor.status("legacy-python")
-            assert status["failures_in_a_row"] == 1
-            assert status["restart_count"] == 10
+            assert status.failures_in_a_row == 1
+            assert status.restart_count == 10
         assert not any(alive(pid) for pid in killed)
         nursery.cancel_scope.cancel()

@@ -23,6 +23,9 @@ from toru.plugins.naming import ID_PATTERN
 from toru.plugins.status import PluginStatus, State, to_json
 from toru.plugins.supervisor import Supervisor
 
+#: How long a logs page waits for the plugin's queued records to reach its file.
+LOG_FLUSH_WAIT = 1.0
+
 
 def view(status: PluginStatus, admin: bool) -> dict[str, Any]:
     """The status as *admin* (full) or any other user (public fields) may see it."""
@@ -146,6 +149,10 @@ def plugins_blueprint(supervisor: Supervisor) -> Blueprint:
         file = supervisor.log_file(plugin_id)
         if file is None:
             return jsonify({"logs": [], "page": page, "page_size": page_size, "has_more": False})
+        # Records are written by the file's writer task a moment after they are made: wait
+        # (briefly: a slow disk must not hold the page up) so a page shows what just happened.
+        with trio.move_on_after(LOG_FLUSH_WAIT):
+            await file.flush()
         records, more = await trio.to_thread.run_sync(
             lambda: read_page(file.path, page=page, page_size=page_size, level=level)
         )

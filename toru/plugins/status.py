@@ -4,7 +4,9 @@
 :class:`PublicPluginStatus` what every logged-in user may see. They are the one
 source of the plugin status shape: the API's JSON (:func:`to_json`), the OpenAPI
 schema (``toru/openapi.py`` derives it from these classes) and, through the
-OpenAPI document, the web UI's TypeScript types.
+OpenAPI document, the web UI's TypeScript types. The two classes are kept
+apart on purpose (no inheritance): a full status is never a public one, so a
+view that forgets :meth:`PluginStatus.public` is a type error, not a leak.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ class Supervisor:
         while True:
             await trio.sleep(self.rescan_interval)
             try:
-                await self.rescan()
+                await self._rescan()
             except PluginError:
                 pass  # already logged and kept in scan_error; the next tick retries
             except Exception as exc:
@@ -239,9 +239,13 @@ class Supervisor:
     async def rescan(self) -> list[Discovered]:
         """Scan now; start new enabled plugins, reload changed ones, stop removed ones.
 
-        :class:`PluginError` (503) when the directory cannot be scanned (also kept
-        in :attr:`scan_error`).
+        Runs in the supervisor's nursery like a transition (a reload cut in half
+        by a client that went away would leave a plugin stopped). :class:`PluginError`
+        (503) when the directory cannot be scanned (also kept in :attr:`scan_error`).
         """
+        return await self._transition("rescan", self._rescan)
+
+    async def _rescan(self) -> list[Discovered]:
         before = {(k, v.fingerprint) for k, v in accepted(self.found.values()).items()}
         await self._scan_reporting()
         current = accepted(self.found.values())
@@ -295,14 +299,15 @@ class Supervisor:
         await record_event(self.events, self.timing, plugin_id, event, details)
 
     async def _transition(
-        self, action: str, plugin_id: str, perform: Callable[[str], Awaitable[T]]
+        self, action: str, perform: Callable[[], Awaitable[T]], plugin_id: str | None = None
     ) -> T:
         """Run *perform* in the supervisor's own nursery and wait for its result.
 
         The caller may be cancelled (a client that went away): the transition
         completes anyway, and nobody is left with half of it.
         """
-        self._require(plugin_id)
+        if plugin_id is not None:
+            self._require(plugin_id)
         nursery = self._nursery
         if nursery is None:
             raise PluginError("the supervisor is not running", status=503)
@@ -312,19 +317,21 @@ class Supervisor:
 
         async def transition() -> None:
             try:
-                results.append(await perform(plugin_id))
+                results.append(await perform())
             except Exception as exc:  # delivered to the caller, if it still waits
                 errors.append(exc)
             finally:
                 done.set()
 
-        nursery.start_soon(transition, name=f"supervisor:{action}:{plugin_id}")
+        what = f"{action} {plugin_id!r}" if plugin_id is not None else action
+        # (The periodic rescan is "supervisor:rescan"; one asked for over HTTP is not it.)
+        name = f"supervisor:{action}:{plugin_id}" if plugin_id else f"supervisor:{action}:asked"
+        nursery.start_soon(transition, name=name)
         await done.wait()
         if errors:
             raise errors[0]
         if not results:
-            raise PluginError(f"the server is stopping; {action} {plugin_id!r} was cut short",
-                              status=503)  # fmt: skip
+            raise PluginError(f"the server is stopping; {what} was cut short", status=503)
         return results[0]
 
     async def _save_enabled(self, plugin_id: str, enabled: bool | None = None) -> str | None:
@@ -348,7 +355,7 @@ class Supervisor:
 
     async def enable(self, plugin_id: str) -> PluginStatus:
         """Enable and start; returns the status once running or once the first start failed."""
-        return await self._transition("enable", plugin_id, self._enable)
+        return await self._transition("enable", partial(self._enable, plugin_id), plugin_id)
 
     async def _enable(self, plugin_id: str) -> PluginStatus:
         async with self._lock(plugin_id):
@@ -364,7 +371,7 @@ class Supervisor:
 
     async def disable(self, plugin_id: str) -> PluginStatus:
         """Disable and stop; returns once the plugin's process is reaped."""
-        return await self._transition("disable", plugin_id, self._disable)
+        return await self._transition("disable", partial(self._disable, plugin_id), plugin_id)
 
     async def _disable(self, plugin_id: str) -> PluginStatus:
         async with self._lock(plugin_id):
@@ -381,7 +388,7 @@ class Supervisor:
 
     async def restart(self, plugin_id: str) -> PluginStatus:
         """Stop (gracefully) and start again; the plugin must be enabled."""
-        return await self._transition("restart", plugin_id, self._restart)
+        return await self._transition("restart", partial(self._restart, plugin_id), plugin_id)
 
     async def _restart(self, plugin_id: str) -> PluginStatus:
         async with self._lock(plugin_id):
