@@ -58,6 +58,16 @@ async def running_state(http: httpx.AsyncClient, plugin_id: str) -> bool:
     return bool((await http.get(f"/api/plugins/{plugin_id}")).json()["state"] == "running")
 
 
+async def noted(server: ServerProcess, plugin_id: str, message: str) -> None:
+    """Wait for Toru's note *message* in the plugin's log file (its writer task writes it a
+    moment after the request was answered)."""
+    await eventually(
+        lambda: any(r.get("message") == message for r in plugin_log(server, plugin_id)),
+        within=5,
+        what=f"{message!r} in {plugin_id}'s log",
+    )
+
+
 def plugin_log(server: ServerProcess, plugin_id: str) -> list[dict[str, object]]:
     path = server.root / "logs" / "plugins" / f"{plugin_id}.log"
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -112,15 +122,7 @@ async def test_a_plugin_that_never_answers_is_504_after_30_s_and_slows_nobody(
             f" max {max(samples) * 1000:.1f} ms"
         )
     print(f"504 after {elapsed:.2f} s")
-    # The plugin's file is written by its writer task, a moment after the answer.
-    await eventually(
-        lambda: any(
-            record.get("message") == "plugin request timed out"
-            for record in plugin_log(server, "faulty-sdk")
-        ),
-        within=5,
-        what="the timeout noted in the plugin's log",
-    )
+    await noted(server, "faulty-sdk", "plugin request timed out")
 
 
 async def test_a_plugin_killed_mid_request_is_502_and_recovers(running: Running) -> None:
@@ -153,14 +155,7 @@ async def test_a_plugin_killed_mid_request_is_502_and_recovers(running: Running)
 
     await eventually(restarted, within=10, what="a restart")
     assert (await http.get("/api/plugins/route/faulty/")).status_code == 200
-    await eventually(
-        lambda: any(
-            record.get("message") == "plugin request failed"
-            for record in plugin_log(server, "faulty-sdk")
-        ),
-        within=5,
-        what="the failure noted in the plugin's log",
-    )
+    await noted(server, "faulty-sdk", "plugin request failed")
 
 
 async def test_an_unusable_reply_is_502_and_the_plugin_keeps_serving(running: Running) -> None:

@@ -51,3 +51,16 @@ class PluginUnavailable(Exception):
         self.retry_after = retry_after
         self.summary = summary
         self.detail = detail or message
+
+    @classmethod
+    def not_running(cls, plugin_id: str, state: str) -> PluginUnavailable:
+        """503 with ``Retry-After: 2``: enabled, but not running at the moment (starting,
+        restarting, in backoff, stopping)."""
+        return cls(
+            503,
+            f"plugin {plugin_id!r} is {state}; try again shortly",
+            plugin_id=plugin_id,
+            retry_after=2,
+            summary="request refused: plugin not running",
+            detail=f"state {state}",
+        )

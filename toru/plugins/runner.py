@@ -296,14 +296,7 @@ class PluginRunner:
         """Send an HTTP request to the plugin; :class:`PluginUnavailable` says why not."""
         channel = self.channel
         if self.state is not State.RUNNING or channel is None:
-            raise PluginUnavailable(
-                503,
-                f"plugin {self.plugin_id!r} is {self.state.value}; try again shortly",
-                plugin_id=self.plugin_id,
-                retry_after=2,
-                summary="request refused: plugin not running",
-                detail=f"state {self.state.value}",
-            )
+            raise PluginUnavailable.not_running(self.plugin_id, self.state.value)
         timeout = self.timing.request_timeout
         try:
             return decode_http_reply(await channel.request(message, timeout=timeout))

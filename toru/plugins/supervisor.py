@@ -480,17 +480,7 @@ class Supervisor:
         for plugin_id, item in accepted(self.found.values()).items():
             assert item.metadata is not None
             if item.metadata.route_segment == segment and self.is_enabled(plugin_id):
-                runner = self.runners.get(plugin_id)
-                if runner is None:
-                    state = State.FAILED if plugin_id in self._gave_up else State.STOPPED
-                    raise PluginUnavailable(
-                        503,
-                        f"plugin {plugin_id!r} is {state.value}; try again shortly",
-                        plugin_id=plugin_id,
-                        retry_after=2,
-                        summary="request refused: plugin not running",
-                        detail=f"state {state.value}",
-                    )
+                self._running_runner(plugin_id)
                 return plugin_id
         raise PluginUnavailable(404, f"no enabled plugin serves the route '/{segment}'")
 
@@ -498,17 +488,15 @@ class Supervisor:
         """Forward *message* to the running plugin; :class:`PluginUnavailable` says why not."""
         if not self.is_enabled(plugin_id):
             raise PluginUnavailable(404, f"no enabled plugin with id {plugin_id!r}")
+        return await self._running_runner(plugin_id).request(message)
+
+    def _running_runner(self, plugin_id: str) -> PluginRunner:
+        """The live runner of an enabled plugin; 503 while there is none (between two)."""
         runner = self.runners.get(plugin_id)
         if runner is None:
-            raise PluginUnavailable(
-                503,
-                f"plugin {plugin_id!r} is stopped; try again shortly",
-                plugin_id=plugin_id,
-                retry_after=2,
-                summary="request refused: plugin not running",
-                detail="state stopped",
-            )
-        return await runner.request(message)
+            state = State.FAILED if plugin_id in self._gave_up else State.STOPPED
+            raise PluginUnavailable.not_running(plugin_id, state.value)
+        return runner
 
     # -- status --------------------------------------------------------------------------
 
