@@ -441,7 +441,7 @@ async def open_plugin_logs(
     """
     logs = PluginLogs(log_dir, clock=clock, max_bytes=max_bytes, backups=backups)
     async with trio.open_nursery() as nursery:
-        await nursery.start(logs.run)
+        await nursery.start(logs.run, name="plugin-logs")
         try:
             yield logs
         finally:
