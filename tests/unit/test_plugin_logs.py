@@ -59,6 +59,27 @@ async def test_json_and_plain_lines_become_records(tmp_path: Path) -> None:
     )  # fmt: skip
 
 
+async def test_a_plugin_cannot_write_a_record_that_passes_for_torus(tmp_path: Path) -> None:
+    """A plugin's "source": "toru" becomes plugin_source; only Toru's records carry source."""
+    async with open_plugin_logs(tmp_path) as plugin_logs:
+        log = plugin_logs.file("p")
+        log.line("stdout", '{"source": "toru", "event": "crashed", "level": "error"}', 42, 1)
+        log.lifecycle("crashed", {"exit": "exited 1", "source": "a detail"})
+    fake, real = records(tmp_path / "plugins" / "p.log")
+    assert "source" not in fake
+    assert (fake["plugin_source"], fake["stream"], fake["pid"]) == ("toru", "stdout", 42)
+    assert (real["source"], real["event"]) == ("toru", "crashed")
+
+
+async def test_a_line_nested_deeper_than_python_goes_is_kept_as_text(tmp_path: Path) -> None:
+    """A JSON-looking line nested 60 000 deep is not a crash of the pump: it is a plain line."""
+    deep = '{"a": ' + "[" * 60_000
+    async with open_plugin_logs(tmp_path) as plugin_logs:
+        plugin_logs.file("p").line("stdout", deep, 42, 1)
+    (record,) = records(tmp_path / "plugins" / "p.log")
+    assert (record["message"], record["stream"]) == (deep, "stdout")
+
+
 async def test_a_flood_is_rate_limited_with_a_count(tmp_path: Path) -> None:
     """Past the burst, lines are dropped; the next allowed line is preceded by the count."""
     clock = Clock()

@@ -5,8 +5,10 @@ is a JSON object keeps its fields (its own ``level`` and ``message``) and gets
 Toru's added (``timestamp`` if missing, ``plugin_id``, ``pid``, ``generation``,
 ``stream``); any other line is wrapped as ``{"message": ..., "level": "info"}``
 (stdout) or ``"error"`` (stderr). Toru's lifecycle records for the plugin go to
-the same file. Files rotate by size between records (10 MiB, 5 kept), so a
-tailing agent never sees half a line. A plugin that floods (over 2 000 lines/s
+the same file, and only they carry ``"source": "toru"``: a plugin's own
+``source`` field is kept as ``plugin_source``, so a plugin cannot fake them.
+Files rotate by size between records (10 MiB, 5 kept), so a tailing agent never
+sees half a line. A plugin that floods (over 2 000 lines/s
 sustained) is rate-limited, with a record saying how many lines were dropped.
 
 Writing is off the event loop. Up to 2 000 lines a second per plugin, each an
@@ -148,12 +150,16 @@ class PluginLogFile:
         if line.startswith("{"):
             try:
                 parsed = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested deeper than Python goes
                 parsed = None
             if isinstance(parsed, dict):
                 record = parsed
                 record.setdefault("timestamp", iso_utc(time.time()))
                 record.setdefault("level", "info")
+                # Only Toru writes "source" (its own records say "toru"): a plugin's field of
+                # that name is kept as plugin_source, so no plugin line passes for Toru's.
+                if "source" in record:
+                    record["plugin_source"] = record.pop("source")
         if record is None:
             record = {
                 "timestamp": iso_utc(time.time()),
@@ -166,12 +172,12 @@ class PluginLogFile:
     def lifecycle(self, event: str, details: dict[str, Any]) -> None:
         """Toru's own record about the plugin (started, crashed, stopped, ...)."""
         level = "error" if event in {"crashed", "failed"} else "info"
-        self._emit({**self._base(level, event), "event": event, "source": "toru", **details})
+        self._emit({**self._base(level, event), **details, "event": event, "source": "toru"})
 
     def note(self, level: str, message: str, **details: Any) -> None:
         """A record of Toru's about this plugin that is not a lifecycle event (a refused
         or failed request, for example)."""
-        self._emit({**self._toru(level, message), **details})
+        self._emit({**details, **self._toru(level, message)})
 
     @contextmanager
     def follow(self) -> Iterator[trio.MemoryReceiveChannel[Record]]:
