@@ -172,3 +172,26 @@ async def test_plugin_log_file_and_logs_api(running: Running) -> None:
     assert all(e["level"] in {"error", "critical"} for e in errors.json()["logs"])
     bad = await http.get("/api/plugins/legacy-python/logs", params={"level": "loud"})
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("plugin", ["hello-python", "legacy-python"])
+async def test_a_body_that_grows_past_the_frame_limit_once_encoded_is_413(
+    running: Running, plugin: str
+) -> None:
+    """9 MiB of control bytes (under the 10 MiB body limit) is 54 MiB of JSON: 413, nothing
+    sent, the plugin not restarted and still answering."""
+    _, http = running
+    plugin_id = {"hello-python": "hello-plugin-python", "legacy-python": "legacy-python"}[plugin]
+    pid = (await http.get(f"/api/plugins/{plugin_id}")).json()["pid"]
+    reply = await http.post(
+        f"/api/plugins/route/{plugin}/echo",
+        content=b"\x01" * (9 * 1024 * 1024),
+        headers={"Content-Type": "application/octet-stream", "X-Toru-Request": "1"},
+    )
+    assert reply.status_code == 413, reply.text
+    assert reply.json()["plugin"] == plugin_id
+    assert "too large to send to plugin" in reply.json()["error"]
+    assert "16 MiB frame limit" in reply.json()["error"]
+    assert (await http.get(f"/api/plugins/route/{plugin}/")).status_code == 200
+    status = (await http.get(f"/api/plugins/{plugin_id}")).json()
+    assert (status["state"], status["pid"]) == ("running", pid)

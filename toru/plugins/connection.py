@@ -30,7 +30,7 @@ import attrs
 import structlog
 import trio
 
-from toru.plugins.framing import DEFAULT_MAX_FRAME, FramedStream, ProtocolError
+from toru.plugins.framing import DEFAULT_MAX_FRAME, FramedStream, FrameTooLarge, ProtocolError
 from toru.plugins.messages import (
     HttpRequest,
     Kind,
@@ -402,6 +402,8 @@ class LegacyConnection:
         try:
             await framed.send(frame)
             reply = await framed.receive()
+        except FrameTooLarge:
+            raise  # nothing was sent: the caller's request is too large, not the plugin's fault
         except ProtocolError as exc:
             raise ConnectionLost(f"plugin {self.plugin_id!r}: protocol error: {exc}") from exc
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

@@ -23,6 +23,14 @@ class ProtocolError(Exception):
     """The peer broke the wire protocol; the message says how."""
 
 
+class FrameTooLarge(ProtocolError):
+    """A message to send would not fit in one frame; nothing was sent."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 def describe_size(size: int) -> str:
     """``16777216`` -> ``'16 MiB'``; other sizes in bytes."""
     if size % (1024 * 1024) == 0:
@@ -36,7 +44,9 @@ def encode_frame(message: dict[str, Any], *, limit: int = DEFAULT_MAX_FRAME) -> 
     """One frame holding *message* as compact UTF-8 JSON; refuses to exceed *limit*."""
     body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     if len(body) > limit:
-        raise ProtocolError(f"frame of {len(body)} bytes exceeds the {describe_size(limit)} limit")
+        raise FrameTooLarge(
+            f"frame of {len(body)} bytes exceeds the {describe_size(limit)} limit", len(body)
+        )
     return HEADER.pack(len(body)) + body
 
 

@@ -62,7 +62,7 @@ from toru.plugins.connection import (
 )
 from toru.plugins.errors import PluginUnavailable
 from toru.plugins.events import EventLog
-from toru.plugins.framing import DEFAULT_MAX_FRAME, ProtocolError
+from toru.plugins.framing import DEFAULT_MAX_FRAME, FrameTooLarge, ProtocolError
 from toru.plugins.logs import LineSplitter, PluginLogFile
 from toru.plugins.messages import (
     HttpRequest,
@@ -313,6 +313,18 @@ class PluginRunner:
                 503, str(exc), plugin_id=self.plugin_id, retry_after=1,
                 summary="plugin request refused",
             ) from None  # fmt: skip
+        except FrameTooLarge as exc:
+            # Nothing was sent: a body under the limit can still grow past the frame limit
+            # once encoded (a control byte is six bytes of JSON).
+            raise PluginUnavailable(
+                413,
+                f"the request is too large to send to plugin {self.plugin_id!r}: encoded, it "
+                f"is {exc.size / 2**20:.1f} MiB, over the {self.max_frame / 2**20:g} MiB frame "
+                "limit (binary or control characters take up to six times their size)",
+                plugin_id=self.plugin_id,
+                summary="plugin request refused: too large once encoded",
+                detail=str(exc),
+            ) from None
         except (ConnectionLost, ProtocolError) as exc:
             raise PluginUnavailable(
                 502, f"plugin {self.plugin_id!r} failed to answer: {exc}", plugin_id=self.plugin_id,
