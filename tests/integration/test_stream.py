@@ -25,7 +25,8 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_python.bina
 async def test_enable_and_disable_reach_every_open_stream(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    """An admin's and a client's streams both see a plugin enabled and disabled, live."""
+    """An admin's and a client's streams both see a plugin enabled and disabled, live: the
+    admin its disabled status, the client (shown enabled plugins only) ``removed``."""
     settings = make_settings(tmp_path)
     settings.plugins_dir.mkdir()
     shutil.copy2(FIXTURE, settings.plugins_dir)
@@ -58,9 +59,12 @@ async def test_enable_and_disable_reach_every_open_stream(
                 assert isinstance(full["pid"], int)
 
                 await admin.post("/api/plugins/legacy-python/disable")
-                while seen.get("state") != "stopped":
+                while event == "plugin" and seen["enabled"]:
                     event, seen = await user_lines.next_event()
-                assert seen["enabled"] is False
+                assert (event, seen) == ("removed", {"id": "legacy-python"})
+                while full["state"] != "stopped":
+                    event, full = await admin_lines.next_event()
+                assert full["enabled"] is False
 
 
 async def test_stream_needs_a_login(start_server: StartServer, tmp_path: Path) -> None:

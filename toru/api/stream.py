@@ -2,9 +2,12 @@
 
 Each logged-in browser gets a ``snapshot`` event with every plugin it may see,
 then a ``plugin`` event whenever one changes (enable, disable, crash, recovery,
-reload). Administrators see the full status; everyone else the public fields
-(including ``enabled``, so a sidebar can drop a plugin that was disabled). A
-comment line every 15 s keeps proxies from closing an idle stream.
+reload), and ``removed`` (``{"id": ...}``) when one it was shown is gone.
+Administrators see every plugin, with the full status. Everyone else sees what
+the API shows them: enabled plugins only, public fields only. When a plugin they
+were shown stops being enabled (disabled, given up, binary removed) they get
+``removed`` instead of its status, and a plugin they were never shown sends them
+nothing. A comment line every 15 s keeps proxies from closing an idle stream.
 """
 
 from __future__ import annotations
@@ -30,15 +33,22 @@ def stream_blueprint(supervisor: Supervisor) -> Blueprint:
 
         async def events() -> AsyncIterator[bytes]:
             with supervisor.subscribe() as changes:
-                snapshot = [view(s, admin) for s in supervisor.statuses() if admin or s.enabled]
-                yield sse("snapshot", {"plugins": snapshot})
+                visible = [s for s in supervisor.statuses() if admin or s.enabled]
+                # The ids this browser was shown and not told since that they are gone.
+                # Only those get `removed`: a client never hears of a plugin the API hides.
+                shown = {s.id for s in visible}
+                yield sse("snapshot", {"plugins": [view(s, admin) for s in visible]})
                 async for message in receive_or_idle(changes):
                     if message is None:
                         yield KEEP_ALIVE_COMMENT
-                    elif message.status is not None:
-                        yield sse("plugin", view(message.status, admin))
-                    else:
-                        yield sse("removed", {"id": message.plugin_id})
+                        continue
+                    plugin_id, status = message.plugin_id, message.status
+                    if status is not None and (admin or status.enabled):
+                        shown.add(plugin_id)
+                        yield sse("plugin", view(status, admin))
+                    elif admin or plugin_id in shown:
+                        shown.discard(plugin_id)
+                        yield sse("removed", {"id": plugin_id})
 
         return event_stream(events())
 
