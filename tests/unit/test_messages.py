@@ -25,6 +25,8 @@ from toru.plugins.messages import (
     is_pong,
     kind_of,
 )
+from toru.plugins.metadata import MetadataError, parse_metadata
+from toru.sdk.http import HTTPError, Request
 from toru.timestamps import iso_utc
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -208,3 +210,34 @@ def test_envelope_always_writes_payload_type_and_request_id() -> None:
     assert frame["request_id"] is None
     assert frame["payload"] == {"type": "kv", "value": "1"}
     assert RFC3339.match(frame["timestamp"])
+
+
+@pytest.mark.parametrize(
+    ("inner_body", "reason"),
+    [
+        ("[" * 100_000, "http reply body is nested deeper than 128 levels"),
+        ('{"status": 200, "body": "\\ud800"}', "http reply body has an invalid Unicode escape"),
+    ],
+    ids=["too-deep", "lone-surrogate"],
+)
+def test_an_old_rust_reply_that_is_too_deep_or_has_a_lone_surrogate_is_a_protocol_error(
+    inner_body: str, reason: str
+) -> None:
+    """The JSON text inside the old Rust SDK's reply goes through the same safe decoder."""
+    frame = {"type": "http", "request_id": "r", "payload": {"payload": {"body": inner_body}}}
+    with pytest.raises(ProtocolError, match=re.escape(reason)):
+        decode_http_reply(frame)
+
+
+def test_metadata_nested_too_deep_is_a_clear_rejection() -> None:
+    """--metadata printing 100 000 nested arrays is rejected with the reason, not a crash."""
+    with pytest.raises(MetadataError, match="output is nested deeper than 128 levels"):
+        parse_metadata("[" * 100_000)
+
+
+def test_the_sdks_request_json_refuses_deep_json_with_a_400() -> None:
+    """A browser body nested 100 000 deep is the plugin's 400, not a RecursionError."""
+    request = Request.from_target("POST", "/", headers={}, body=b"[" * 100_000)
+    with pytest.raises(HTTPError) as caught:
+        request.json()
+    assert caught.value.status == 400

@@ -4,6 +4,12 @@ A write the disk cannot take (SQLite's "database or disk is full", ``ENOSPC``,
 ``EDQUOT``), wherever in a handler it happens, answers **507 Insufficient
 Storage** with a message that says so and what to do: it is the operator's
 problem to fix, not a bug in Toru, and a bare 500 would hide that.
+
+A request body is read by :func:`json_body` alone, which answers 400 for
+anything it cannot turn into the expected object, including JSON nested deeper
+than :data:`MAX_BODY_DEPTH` levels (which would otherwise overflow the parser's
+stack) and escapes such as ``"\\ud800"`` that decode to a lone surrogate (which
+would fail later, when SQLite, a log line or a reply encodes it as UTF-8).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from quart import Quart, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from toru.converter import StructureError, structure
+from toru.plugins.framing import LoneSurrogate, TooDeep, load_json
 from toru.plugins.kv import is_storage_full
 
 T = TypeVar("T")
@@ -25,6 +32,10 @@ log = structlog.get_logger("toru.api")
 
 #: ``errno`` values that mean "no room to write": the device is full, or the quota is.
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: How deeply a request body may nest arrays and objects (the body itself is level 1).
+#: Every API body is a flat object; 64 leaves room and keeps the parser far from its
+#: recursion limit.
+MAX_BODY_DEPTH = 64
 
 
 class ApiError(Exception):
@@ -51,19 +62,41 @@ def error_response(
 
 
 async def json_body(cls: type[T]) -> T:
-    """The request's JSON object as *cls*; 400 with the reason when it is not one."""
+    """The request's JSON object as *cls*; 400 with the reason when it is not one.
+
+    An empty body is ``{}``. Refused with 400: text that is not JSON (or not
+    UTF-8/16/32), nesting deeper than :data:`MAX_BODY_DEPTH` levels, a string that
+    decodes to a lone surrogate, and an object that does not fit *cls*.
+    """
     raw = await request.get_data(as_text=False)
-    if not raw.strip():
-        data: object = {}
-    else:
-        try:
-            data = json.loads(raw)
-        except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
-            raise ApiError(400, "the request body is not valid JSON") from None
+    data = parse_body(raw if isinstance(raw, bytes) else raw.encode("utf-8"))
     try:
         return structure(data, cls)
     except StructureError as exc:
         raise ApiError(400, f"invalid request: {exc}") from exc
+
+
+def parse_body(raw: bytes) -> object:
+    """A request body's JSON value (``{}`` when empty); :class:`ApiError` 400 otherwise.
+
+    The one JSON decoder for request bodies: a handler that wants the value itself,
+    not a structured *cls*, calls this rather than ``json.loads``.
+    """
+    if not raw.strip():
+        return {}
+    try:
+        # Decoded here, strictly: json.loads(bytes) would let UTF-8-encoded surrogates in.
+        return load_json(raw.decode(json.detect_encoding(raw)), max_depth=MAX_BODY_DEPTH)
+    except TooDeep:
+        raise ApiError(
+            400, f"the request body is nested deeper than {MAX_BODY_DEPTH} levels"
+        ) from None
+    except LoneSurrogate:
+        raise ApiError(
+            400, "the request body has an invalid Unicode escape (a lone surrogate)"
+        ) from None
+    except ValueError:  # not JSON, not UTF-8 (UnicodeDecodeError), an over-long integer
+        raise ApiError(400, "the request body is not valid JSON") from None
 
 
 def storage_full(error: BaseException) -> str | None:

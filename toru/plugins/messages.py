@@ -27,7 +27,13 @@ from toru.plugins.envelope import envelope
 
 # Re-exported: the connection reads the kind of every frame it receives through here.
 from toru.plugins.envelope import kind_of as kind_of
-from toru.plugins.framing import ProtocolError
+from toru.plugins.framing import (
+    MAX_FRAME_DEPTH,
+    JsonRefused,
+    ProtocolError,
+    TooDeep,
+    load_json,
+)
 
 
 class Kind(enum.StrEnum):
@@ -165,9 +171,14 @@ def decode_http_reply(frame: dict[str, Any]) -> HttpResponse:
             )
         # The old Rust SDK: the real reply is JSON text inside the nested body.
         try:
-            payload = json.loads(inner["body"])
+            payload = load_json(inner["body"], max_depth=MAX_FRAME_DEPTH)
+        except JsonRefused as exc:
+            verb = "is" if isinstance(exc, TooDeep) else "has"
+            raise ProtocolError(f"http reply body {verb} {exc}") from None
         except json.JSONDecodeError as exc:
             raise ProtocolError(f"http reply body is not JSON text: {exc.msg}") from None
+        except ValueError as exc:  # an integer over Python's digit limit, say
+            raise ProtocolError(f"http reply body is not usable JSON: {exc}") from None
         if not isinstance(payload, dict) or "status" not in payload:
             raise ProtocolError("http reply body does not hold an object with a status")
     try:

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import trio
 
+from toru.plugins.framing import MAX_FRAME_DEPTH, JsonRefused, TooDeep, load_json
 from toru.plugins.naming import ID_PATTERN, RESERVED_ROUTES
 from toru.plugins.process import describe_status, plugin_environment, spawned
 
@@ -110,11 +111,16 @@ def parse_metadata(raw: bytes | str) -> PluginMetadata:
     if not raw.strip():
         raise MetadataError("printed nothing; expected one JSON object")
     try:
-        data = json.loads(raw)
+        data = load_json(raw, max_depth=MAX_FRAME_DEPTH)
+    except JsonRefused as exc:
+        verb = "is" if isinstance(exc, TooDeep) else "has"
+        raise MetadataError(f"output {verb} {exc}") from None
     except json.JSONDecodeError as exc:
         raise MetadataError(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except ValueError as exc:
+        raise MetadataError(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MetadataError(f"expected a JSON object, got a JSON {type(data).__name__}")
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from toru.plugins.framing import MAX_FRAME_DEPTH, load_json
+
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
 BYTES_TYPE = "application/octet-stream"
@@ -109,9 +111,11 @@ class Request:
         if not self.body.strip():
             raise HTTPError(400, "request body is empty; expected JSON")
         try:
-            return json.loads(self.text())
+            return load_json(self.text(), max_depth=MAX_FRAME_DEPTH)
         except json.JSONDecodeError as exc:
             raise HTTPError(400, f"request body is not valid JSON: {exc}") from None
+        except ValueError as exc:  # nested too deep, a lone surrogate, a huge integer
+            raise HTTPError(400, f"request body is not usable JSON: {exc}") from None
 
 
 def _check_status(_: object, __: attrs.Attribute[int], value: object) -> None:
