@@ -15,8 +15,10 @@ import trio
 
 from tests.support import FAST, alive, eventually, sdk_plugin, write_stubborn_plugin
 from toru.db import Database
+from toru.plugins import health
+from toru.plugins.connection import PluginConnection
 from toru.plugins.events import EventLog
-from toru.plugins.runner import PluginRunner, Timing
+from toru.plugins.runner import Timing
 from toru.plugins.supervisor import PluginError, Supervisor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -337,12 +339,12 @@ async def test_a_failing_runner_is_contained(
     sdk_plugin(plugins, "unlucky")
     sdk_plugin(plugins, "bystander")
 
-    async def broken_pinger(self: PluginRunner, *args: Any) -> None:
-        if self.plugin_id == "unlucky":
+    async def broken_pinger(channel: PluginConnection, *args: Any, **kwargs: Any) -> None:
+        if channel.plugin_id == "unlucky":
             raise RuntimeError("a bug in the pinger")
         await trio.sleep_forever()
 
-    monkeypatch.setattr(PluginRunner, "_pinger", broken_pinger)
+    monkeypatch.setattr(health, "judge_pings", broken_pinger)
     async with Database.open(tmp_path / "toru.db") as db, trio.open_nursery() as nursery:
         supervisor = Supervisor(plugins, EventLog(db), "i", timing=FAST)
         await nursery.start(supervisor.run)

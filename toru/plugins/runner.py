@@ -25,12 +25,9 @@ Ownership, which the structure enforces rather than any convention:
   recorded (disk full, I/O error) is logged and the runner carries on; event
   writes are abandoned, not waited for, when their caller is cancelled.
 
-Health: a modern plugin's first ping is due ``ping_interval`` after ``init``;
-every ping without a valid pong (the right ``request_id``) within
-``ping_timeout`` is a miss, from the very first one; ``missed_pings`` misses in
-a row end the run (restart through backoff). A legacy plugin (never pinged) is
-judged by its exchanges: ``legacy_failures`` timeouts or refused connections in
-a row end the run the same way.
+Health: once a run is ready, its rule (:mod:`toru.plugins.health`: pings for
+modern plugins, exchanges for legacy ones) may end it as unhealthy; the run
+then stops the process and the loop restarts it through backoff.
 
 ``task_status.started()`` is called after the *first* attempt, successful or
 not: ``enable`` then answers with the real outcome, while the loop keeps
@@ -45,13 +42,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import structlog
 import trio
 
-from toru.plugins import session
+from toru.plugins import health, session
 from toru.plugins.connection import (
     ConnectionLost,
     KvHandler,
@@ -63,14 +60,13 @@ from toru.plugins.connection import (
 from toru.plugins.errors import PluginUnavailable
 from toru.plugins.events import EventLog
 from toru.plugins.framing import DEFAULT_MAX_FRAME, FrameTooLarge, ProtocolError
+from toru.plugins.health import Finish
 from toru.plugins.logs import LineSplitter, PluginLogFile
 from toru.plugins.messages import (
     HttpRequest,
     HttpResponse,
-    Ping,
     Shutdown,
     decode_http_reply,
-    is_pong,
 )
 from toru.plugins.metadata import PluginMetadata
 from toru.plugins.process import StopReport, describe_status, stop
@@ -156,12 +152,6 @@ async def real_stop(
     child: Any, ask: Callable[[], Awaitable[None]] | None, grace: float, term: float
 ) -> StopReport:
     return await stop(child, ask, ask_grace=grace, term_grace=term)
-
-
-class Finish(Protocol):
-    """How a run's task says the run is over: the reason, and the health rule if one fired."""
-
-    def __call__(self, reason: str, rule: str | None = None) -> None: ...
 
 
 _HOW = {"asked": "shutdown message", "sigterm": "SIGTERM", "sigkill": "SIGKILL"}
@@ -454,7 +444,7 @@ class PluginRunner:
                         session.init_message(self.instance_id, self.socket_path, self.log_path),
                         kv_handler=self.kv_handler,
                         max_frame=self.max_frame,
-                        on_outcome=_reporter(legacy_outcomes),
+                        on_outcome=health.exchange_reporter(legacy_outcomes),
                         reader=start_reader,
                     )
                 except session.ProcessEnded:
@@ -471,11 +461,21 @@ class PluginRunner:
                         after_ms=round((run.ready_at - run.spawned_at) * 1000, 1),
                         mode="modern" if self.metadata.modern else "legacy",
                     )
+                    rule = self._rule(finish)
                     if self.metadata.modern:
-                        nursery.start_soon(self._pinger, channel, finish, name=f"{prefix}:pinger")
+                        nursery.start_soon(
+                            partial(
+                                health.judge_pings,
+                                channel,
+                                rule,
+                                interval=self.timing.ping_interval,
+                                timeout=self.timing.ping_timeout,
+                            ),
+                            name=f"{prefix}:pinger",
+                        )
                     else:
                         nursery.start_soon(
-                            self._judge_exchanges, legacy_reports, finish, name=f"{prefix}:health"
+                            health.judge_exchanges, legacy_reports, rule, name=f"{prefix}:health"
                         )
                 await ended.wait()
                 if not exited.is_set() and (run.reason or "").startswith("connection lost"):
@@ -598,77 +598,23 @@ class PluginRunner:
         lost = await connection.serve()
         finish(f"connection lost: {lost}")
 
-    async def _pinger(self, channel: PluginChannel, finish: Finish) -> None:
-        """Modern plugins: a ping every interval from ``init`` on; every unanswered one counts."""
-        timing = self.timing
-        missed = 0
-        due = trio.current_time() + timing.ping_interval
-        while True:
-            await trio.sleep_until(due)
-            sent = trio.current_time()
-            due = sent + timing.ping_interval
-            problem: str | None
-            try:
-                # A ping frame is tiny: if the plugin reads so little that even it cannot be
-                # written within the timeout, that is a miss, and the write (shielded, so
-                # that no frame is cut) holds up a stop by at most that long.
-                reply = await channel.request(
-                    Ping(), timeout=timing.ping_timeout, write_limit=timing.ping_timeout
-                )
-            except RequestTimeout:
-                problem = f"no pong within {timing.ping_timeout:g} s"
-            except ConnectionLost as exc:
-                finish(f"connection lost: {exc}")
-                return
-            else:
-                problem = None if is_pong(reply) else "answered the ping with something else"
-            if problem is None:
-                missed = 0
-                if not self.healthy:
-                    self._set(self.state, healthy=True)
-                continue
-            missed += 1
-            if self.healthy:
-                self._set(self.state, healthy=False)
-            await self._record(
-                "unhealthy",
-                rule="pings",
-                missed_pings=missed,
-                limit=timing.missed_pings,
-                reason=problem,
-            )
-            if missed >= timing.missed_pings:
-                finish(f"unhealthy: missed {missed} pings in a row", "pings")
-                return
+    def _set_healthy(self, healthy: bool) -> None:
+        if self.healthy is not healthy:
+            self._set(self.state, healthy=healthy)
 
-    async def _judge_exchanges(
-        self, outcomes: trio.MemoryReceiveChannel[str | None], finish: Finish
-    ) -> None:
-        """Legacy plugins: consecutive timed-out or refused exchanges make it unhealthy."""
-        limit = self.timing.legacy_failures
-        failures = 0
-        async for failure in outcomes:
-            if failure is None:
-                failures = 0
-                if not self.healthy:
-                    self._set(self.state, healthy=True)
-                continue
-            failures += 1
-            if self.healthy:
-                self._set(self.state, healthy=False)
-            await self._record(
-                "unhealthy",
-                rule="legacy exchanges",
-                failed_exchanges=failures,
-                limit=limit,
-                reason=failure,
-            )
-            if failures >= limit:
-                finish(
-                    f"unhealthy: {failures} exchanges in a row timed out or were refused",
-                    "legacy exchanges",
-                )
-                return
+    def _rule(self, finish: Finish) -> health.Rule:
+        """This run's health rule: pings for modern plugins, exchanges for legacy ones."""
+        if self.metadata.modern:
+            limit = self.timing.missed_pings
+            return health.Rule(
+                health.PINGS, limit, "missed_pings", lambda n: f"missed {n} pings in a row",
+                self._set_healthy, self._record, finish,
+            )  # fmt: skip
+        return health.Rule(
+            health.LEGACY_EXCHANGES, self.timing.legacy_failures, "failed_exchanges",
+            lambda n: f"{n} exchanges in a row timed out or were refused",
+            self._set_healthy, self._record, finish,
+        )  # fmt: skip
 
     def _line_of(self, pid: int) -> Callable[[str, bytes], None]:
         def line(stream: str, raw: bytes) -> None:
@@ -722,15 +668,3 @@ async def record_event(
             plugin_event=event,
             timeout_s=timing.record_timeout,
         )
-
-
-def _reporter(channel: trio.MemorySendChannel[str | None]) -> Callable[[str | None], None]:
-    """A sync callback that hands exchange outcomes to the health task (dropped if it lags)."""
-
-    def report(failure: str | None) -> None:
-        with contextlib.suppress(
-            trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError
-        ):
-            channel.send_nowait(failure)
-
-    return report
