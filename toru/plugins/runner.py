@@ -525,30 +525,35 @@ class PluginRunner:
         with trio.move_on_after(budget_seconds, shield=True) as budget:
             self._budget = budget
             try:
-                async with trio.open_nursery() as helpers:
-                    # The plugin's last words and last KV calls: keep reading while it stops.
-                    prefix = f"plugin:{self.plugin_id}"
-                    for pump in pumps:
-                        if not pump.done.is_set():
-                            helpers.start_soon(pump.run, name=f"{prefix}:{pump.name}")
-                    if connection is not None:
-                        helpers.start_soon(connection.serve, name=f"{prefix}:connection")
+                async with trio.open_nursery() as recording:
                     # Beside the ladder, not before it: a slow or failing write delays nothing.
+                    # It is not cut short when the ladder is done (it would be lost under load,
+                    # waiting for its turn at the database); its own timeout and the budget
+                    # bound it.
+                    prefix = f"plugin:{self.plugin_id}"
                     rule = {"rule": run.rule} if run.rule is not None else {}
-                    helpers.start_soon(
+                    recording.start_soon(
                         partial(self._record, "stopping", pid=child.pid, reason=why, **rule),
                         name=f"{prefix}:record",
                     )
-                    run.stop_report = await self.stopper(
-                        child,
-                        ask if channel is not None else None,
-                        self.timing.shutdown_grace,
-                        self.timing.term_grace,
-                    )
-                    with trio.move_on_after(DRAIN_GRACE):
+                    async with trio.open_nursery() as readers:
+                        # The plugin's last words and last KV calls: keep reading while it
+                        # stops.
                         for pump in pumps:
-                            await pump.done.wait()
-                    helpers.cancel_scope.cancel()
+                            if not pump.done.is_set():
+                                readers.start_soon(pump.run, name=f"{prefix}:{pump.name}")
+                        if connection is not None:
+                            readers.start_soon(connection.serve, name=f"{prefix}:connection")
+                        run.stop_report = await self.stopper(
+                            child,
+                            ask if channel is not None else None,
+                            self.timing.shutdown_grace,
+                            self.timing.term_grace,
+                        )
+                        with trio.move_on_after(DRAIN_GRACE):
+                            for pump in pumps:
+                                await pump.done.wait()
+                        readers.cancel_scope.cancel()
             finally:
                 self._budget = None
         run.stop_seconds = trio.current_time() - started
