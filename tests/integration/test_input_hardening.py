@@ -9,6 +9,7 @@ never "internal error in Toru's runner" (which disabled the plugin).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -169,44 +170,15 @@ async def test_kv_refuses_deep_json_and_lone_surrogates(
 #: replaced), each once: the files are renamed when used, so the restarted process
 #: behaves. Otherwise it answers pings and requests, and exits on shutdown.
 PLUGIN = """\
-import json, os, socket, struct, sys, time
+import json, os, sys, time
 
-PLUGIN_ID = "misbehaves-once"
-HERE = os.path.dirname(os.path.abspath(__file__))
-if sys.argv[1:] == ["--metadata"]:
-    route = "/" + PLUGIN_ID
-    print(json.dumps({"id": PLUGIN_ID, "name": "M", "version": "1", "route": route,
-                      "protocol": 2}))
-    sys.exit(0)
+import corpus_wire
 
-
-def read_exactly(conn, size):
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def read_frame(conn):
-    header = read_exactly(conn, 4)
-    body = header and read_exactly(conn, struct.unpack(">I", header)[0])
-    return None if body is None else json.loads(body)
-
-
-def write_raw(conn, body):
-    conn.sendall(struct.pack(">I", len(body)) + body)
-
-
-def envelope(kind, request_id, payload):
-    return {"type": kind, "timestamp": "2026-01-15T14:56:07.123Z", "request_id": request_id,
-            "payload": {"type": kind, **payload}}
+corpus_wire.metadata("misbehaves-once", modern=True)
 
 
 def once(name):
-    path = os.path.join(HERE, name)
+    path = corpus_wire.here(name)
     if not os.path.exists(path):
         return None
     with open(path, "rb") as file:
@@ -215,33 +187,27 @@ def once(name):
     return data
 
 
-server = socket.socket(socket.AF_UNIX)
-server.bind(os.environ["TORU_PLUGIN_SOCKET"])
-server.listen()
-while True:  # the readiness probe connects and closes; the real connection sends init
-    conn, _ = server.accept()
-    message = read_frame(conn)
-    if message and message["payload"].get("action") == "init":
-        break
-    conn.close()
+conn = corpus_wire.accept_modern(corpus_wire.listen())
 if (bad := once("bad_frame.json")) is not None:
-    write_raw(conn, bad)
-while (message := read_frame(conn)) is not None:
-    action = message["payload"].get("action")
+    corpus_wire.write_raw(conn, bad)
+while (message := corpus_wire.read_frame(conn)) is not None:
     if message["type"] == "http":
         if (bad := once("bad_reply.json")) is not None:
-            write_raw(conn, bad.replace(b"REQUEST_ID", json.dumps(message["request_id"]).encode()))
+            request_id = json.dumps(message["request_id"]).encode()
+            corpus_wire.write_raw(conn, bad.replace(b"REQUEST_ID", request_id))
         else:
             reply = {"status": 200, "headers": {}, "body": "fine"}
-            write_raw(conn, json.dumps(envelope("http", message["request_id"], reply)).encode())
-    elif action == "ping":
-        write_raw(conn, json.dumps(envelope("lifecycle", message["request_id"],
-                                            {"action": "pong"})).encode())
-    elif action == "shutdown":
+            answer = corpus_wire.envelope("http", message["request_id"], reply)
+            corpus_wire.write_frame(conn, answer)
+    elif corpus_wire.action(message) == "ping":
+        pong = corpus_wire.envelope("lifecycle", message["request_id"], {"action": "pong"})
+        corpus_wire.write_frame(conn, pong)
+    elif corpus_wire.action(message) == "shutdown":
         sys.exit(0)
 while True:  # Toru dropped the connection: wait for its SIGTERM
     time.sleep(3600)
 """
+CORPUS_WIRE = Path(__file__).resolve().parents[1] / "reliability" / "corpus" / "corpus_wire.py"
 PLUGIN_ID = "misbehaves-once"
 Start = Callable[[], Awaitable[Supervisor]]
 
@@ -252,6 +218,7 @@ def plugins(tmp_path: Path) -> Path:
     plugins = install_plugins(tmp_path / "plugins", enabled=[PLUGIN_ID])
     binary = plugins / f"{PLUGIN_ID}.binary"
     binary.write_text(f"#!{sys.executable}\n{textwrap.dedent(PLUGIN)}")
+    shutil.copy2(CORPUS_WIRE, plugins / "corpus_wire.py")  # the wire helpers the corpus shares
     binary.chmod(0o755)
     return plugins
 
